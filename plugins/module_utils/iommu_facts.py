@@ -1,0 +1,343 @@
+# -*- coding: utf-8 -*-
+# Copyright: iommu.host contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Assemble the ``iommu`` facts: sysfs readers + iommufd query + vendor decoders.
+
+The shape produced here is the public facts schema documented in
+docs/facts.md (``schema_version`` below). Every section says where its values
+came from (``source``). Nothing in this file talks to the kernel directly:
+reads go through :mod:`iommu_sysfs`, ioctls through :mod:`iommu_uapi`.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+from ansible_collections.iommu.host.plugins.module_utils import iommu_decode as decode
+from ansible_collections.iommu.host.plugins.module_utils import iommu_sysfs as sysfs
+from ansible_collections.iommu.host.plugins.module_utils import iommu_uapi as uapi
+
+__metaclass__ = type
+
+SCHEMA_VERSION = 1
+
+
+def decode_unit_registers(unit):
+    """Decode the registers a unit exposes in sysfs (VT-d cap/ecap, AMD EFR/EFR2)."""
+    regs = unit.get("registers") or {}
+    if unit["vendor"] == "intel_vtd" and regs.get("cap") and regs.get("ecap"):
+        try:
+            return decode.decode_vtd(int(regs["cap"], 16), int(regs["ecap"], 16))
+        except ValueError:
+            return {"errors": ["unparsable cap/ecap %r/%r" % (regs["cap"], regs["ecap"])]}
+    if unit["vendor"] == "amd" and regs.get("efr") is not None:
+        return decode.decode_amd(regs["efr"], regs.get("efr2") or 0)
+    return None
+
+
+def kernel_support(reader, release, config, builtin, nodes):
+    """Whether iommufd, the VFIO cdev and vfio-pci are built, loaded and usable."""
+    values = config["values"]
+
+    def support(option, module, present, present_source):
+        state = values.get(option)
+        mod = reader.module_state(module) if module else None
+        sources = []
+        if state is not None:
+            sources.append(config["source"])
+        if builtin is not None and module in builtin:
+            sources.append("modules.builtin")
+            if builtin[module] and state is None:
+                state = "y"
+        if mod:
+            sources.append("/sys/module")
+        if present:
+            sources.append(present_source)
+        if state in ("y", "m") or mod or present:
+            supported = True
+        elif state == "n":
+            supported = False
+        else:
+            supported = None
+        return {"supported": supported, "config": state, "module": mod,
+                "available": bool(present), "source": sources}
+
+    cdev_dirs = nodes["vfio_cdevs"] or reader.exists("/dev/vfio/devices")
+    return {
+        "release": release,
+        "config_source": config["source"],
+        "config": values,
+        "iommufd": support("CONFIG_IOMMUFD", "iommufd", nodes["iommu"], "/dev/iommu"),
+        "vfio_device_cdev": support("CONFIG_VFIO_DEVICE_CDEV", None, cdev_dirs, "/dev/vfio/devices"),
+        "vfio_pci": support("CONFIG_VFIO_PCI", "vfio_pci",
+                            reader.exists("/sys/bus/pci/drivers/vfio-pci"), "/sys/bus/pci/drivers/vfio-pci"),
+        "dev_nodes": nodes,
+        "interrupt_remapping": reader.interrupt_remapping(),
+        "allow_unsafe_interrupts": _param_bool(reader.module_param("iommufd", "allow_unsafe_interrupts")),
+        "vfio_noiommu_mode": _param_bool(reader.module_param("vfio", "enable_unsafe_noiommu_mode")),
+    }
+
+
+def _param_bool(text):
+    if text is None:
+        return None
+    return text.strip() in ("Y", "y", "1")
+
+
+def _device_view(dev, groups, devices, units, holders):
+    """Per-device facts derived from sysfs: group, viability, in-use, unit."""
+    group = groups.get(dev["iommu_group"]) if dev["iommu_group"] else None
+    members = group["devices"] if group else []
+    in_use = []
+    if dev["vfio_cdev"]:
+        in_use += holders.get("/dev/vfio/devices/%s" % dev["vfio_cdev"], [])
+    if dev["iommu_group"]:
+        in_use += holders.get("/dev/vfio/%s" % dev["iommu_group"], [])
+    dev["group_members"] = [m for m in members if m != dev["address"]]
+    dev["group_blockers"] = sysfs.group_members_not_vfio(devices, members, dev["address"])
+    dev["group_viable"] = not dev["group_blockers"] if group else None
+    dev["in_use_by"] = sorted(set(in_use))
+    unit = units.get(dev["iommu_unit"]) if dev["iommu_unit"] else None
+    dev["iommu_vendor"] = unit["vendor"] if unit else None
+    dev["has_iommu"] = bool(group)
+    return dev
+
+
+def query_candidates(devices, selected=None):
+    """Devices whose hw_info may be read through iommufd: bound to vfio-pci, with a cdev, not in use."""
+    out = []
+    for addr, dev in sorted(devices.items()):
+        if selected is not None and addr not in selected:
+            continue
+        if dev["driver"] == "vfio-pci" and dev["vfio_cdev"] and not dev["in_use_by"]:
+            out.append(addr)
+    return out
+
+
+def hw_info_result(info, release):
+    """Decode a raw IOMMU_GET_HW_INFO answer into the facts shape."""
+    vendor = decode.decode_hw_info_data(info["type_id"], info["data"])
+    caps = decode.decode_capabilities(info["capabilities"], info["max_pasid_log2"])
+    caps["reported_by_kernel"] = {
+        "dirty_tracking": uapi.kernel_reports("capabilities.dirty_tracking", release),
+        "pasid": uapi.kernel_reports("capabilities.pasid", release),
+        "ats_not_supported": uapi.kernel_reports("capabilities.ats_not_supported", release),
+    }
+    return {
+        "source": "iommufd",
+        "type": vendor.get("type"),
+        "type_id": info["type_id"],
+        "data_len": info["data_len"],
+        "capabilities": caps,
+        "vendor": vendor,
+        "raw": {"data": info["data"].hex(), "capabilities": "0x%x" % info["capabilities"],
+                "max_pasid_log2": info["max_pasid_log2"]},
+    }
+
+
+def compare_with_sysfs(hw, unit):
+    """Check that iommufd's vendor registers equal the unit's sysfs registers."""
+    if not unit or not hw:
+        return None
+    regs = unit.get("registers") or {}
+    raw = (hw.get("vendor") or {}).get("raw") or {}
+    pairs = []
+    if hw.get("type") == "intel_vtd" and regs.get("cap"):
+        pairs = [("cap", raw.get("cap_reg")), ("ecap", raw.get("ecap_reg"))]
+    elif hw.get("type") == "amd" and regs.get("efr") is not None:
+        pairs = [("efr", raw.get("efr")), ("efr2", raw.get("efr2"))]
+    if not pairs:
+        return None
+    mismatches = []
+    for name, value in pairs:
+        sys_value = regs.get(name)
+        if isinstance(sys_value, str):
+            sys_value = int(sys_value, 16)
+        if sys_value is None and name == "efr2":
+            continue  # older kernels print EFR only
+        if value is None or int(value, 16) != sys_value:
+            mismatches.append(name)
+    return {"equal": not mismatches, "mismatches": mismatches}
+
+
+def gather(root="/", sysfs_only=False, selected=None, in_type=None, query=None):
+    """Collect the ``iommu`` facts below ``root``.
+
+    ``sysfs_only``: open no device (no reset). Otherwise every device bound to
+    vfio-pci with a VFIO cdev that no process holds (or only those in
+    ``selected``) is bound to a private iommufd context and queried; that
+    resets the device (see iommu_uapi.bind_iommufd).
+    ``query``: the function doing the iommufd query (tests inject one).
+    """
+    reader = sysfs.SysfsReader(root)
+    release = reader.kernel_release()
+    config = reader.kernel_config(release)
+    nodes = reader.dev_nodes()
+    kernel = kernel_support(reader, release, config, reader.builtin_modules(release), nodes)
+    units = reader.units()
+    for unit in units.values():
+        decoded = decode_unit_registers(unit)
+        unit["decoded"] = decoded
+        unit["source"] = "sysfs:%s" % unit["sysfs"]
+    groups = reader.groups()
+    devices = reader.pci_devices()
+    holders = reader.vfio_holders()
+    for dev in devices.values():
+        _device_view(dev, groups, devices, units, holders)
+    mdevs = reader.mdevs()
+    findings = []
+
+    queried = []
+    mode = "sysfs_only" if sysfs_only else "iommufd"
+    if not sysfs_only:
+        query = query or uapi.query_device
+        for addr in query_candidates(devices, selected):
+            dev = devices[addr]
+            context = {
+                "interrupt_remapping": kernel["interrupt_remapping"]["enabled"],
+                "group_other_drivers": dev["group_blockers"],
+                "in_use_by": dev["in_use_by"],
+            }
+            try:
+                info = query(uapi.VFIO_CDEV_DIR + "/" + dev["vfio_cdev"], in_type=in_type,
+                             device=addr, context=context)
+            except uapi.IommuError as e:
+                dev["hw_info"] = {"source": "iommufd", "error": e.as_dict()}
+                findings.append(dict(e.as_dict(), severity="warning"))
+                continue
+            hw = hw_info_result(info, release)
+            hw["device_reset"] = True
+            hw["consistent_with_sysfs"] = compare_with_sysfs(hw, units.get(dev["iommu_unit"]))
+            dev["hw_info"] = hw
+            queried.append(addr)
+            unit = units.get(dev["iommu_unit"])
+            if unit is not None and "iommufd" not in unit:
+                unit["iommufd"] = {"via": addr, "type": hw["type"], "vendor": hw["vendor"],
+                                   "consistent_with_sysfs": hw["consistent_with_sysfs"]}
+    for addr in query_candidates(devices, selected) if sysfs_only else []:
+        devices[addr]["hw_info"] = {"source": "none", "skipped": "sysfs_only: device not opened"}
+    for dev in devices.values():
+        if dev["driver"] == "vfio-pci" and dev["in_use_by"] and "hw_info" not in dev:
+            dev["hw_info"] = {"source": "none",
+                              "skipped": "in use by %s: not opened (opening would reset it)"
+                                         % ", ".join(dev["in_use_by"])}
+
+    real_units = [u for u in units.values() if u["vendor"] not in ("selftest",)]
+    for error in reader.errors:
+        findings.append({"code": "sysfs_read", "severity": "warning",
+                         "message": "%s: %s" % (error["path"], error["error"]), "step": "read",
+                         "device": None, "remedy": None, "errno": None})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "mode": mode,
+        "present": bool(real_units),
+        "vendors": sorted(set(u["vendor"] for u in real_units)),
+        "kernel": kernel,
+        "cmdline": reader.cmdline(),
+        "firmware": reader.firmware(),
+        "units": units,
+        "groups": groups,
+        "devices": devices,
+        "mdevs": mdevs,
+        "queried": queried,
+        "summary": {
+            "units": len(real_units),
+            "groups": len(groups),
+            "devices": len(devices),
+            "vfio_pci_devices": sorted(a for a, d in devices.items() if d["driver"] == "vfio-pci"),
+            "default_domain_types": sorted(set(g["type"] for g in groups.values() if g["type"])),
+            "mdevs": len(mdevs),
+        },
+        "findings": findings,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Named-device queries (module iommu_hw_info)
+
+
+def resolve_device(reader, spec):
+    """A PCI address, /dev/vfio/devices/vfioN, a sysfs path or an mdev UUID -> (kind, address).
+
+    kind is 'pci', 'mdev' or None (not found; address then holds the reason).
+    """
+    text = str(spec).strip()
+    if text.startswith("/dev/vfio/devices/"):
+        name = text.rsplit("/", 1)[1]
+        real = reader.realpath("/sys/class/vfio-dev/%s/device" % name)
+        if not real or not reader.exists("/sys/class/vfio-dev/%s" % name):
+            return None, "%s: no such VFIO cdev (no /sys/class/vfio-dev/%s)" % (text, name)
+        text = real
+    base = text.rstrip("/").rsplit("/", 1)[-1]
+    if sysfs.PCI_ADDRESS_RE.match(base):
+        address = base if base.count(":") == 2 else "0000:" + base
+        if reader.exists("/sys/bus/pci/devices/%s" % address):
+            return "pci", address.lower()
+        return None, "%s: no PCI device %s in /sys/bus/pci/devices" % (spec, address)
+    if reader.exists("/sys/bus/mdev/devices/%s" % base):
+        return "mdev", base
+    return None, "%s: not a PCI address, VFIO cdev, sysfs device path or mdev UUID" % spec
+
+
+def query_named(specs, in_type=None, check_mode=False, root="/", query=None):
+    """hw_info for named devices. Returns (results by address, failures)."""
+    reader = sysfs.SysfsReader(root)
+    release = reader.kernel_release()
+    devices = reader.pci_devices()
+    groups = reader.groups()
+    units = reader.units()
+    holders = reader.vfio_holders()
+    irq = reader.interrupt_remapping()["enabled"]
+    query = query or uapi.query_device
+    results, failures = {}, []
+    for spec in specs:
+        kind, address = resolve_device(reader, spec)
+        if kind is None:
+            failures.append({"device": str(spec), "code": "not_found", "message": address,
+                             "remedy": "Name the device by PCI address (0000:00:09.0), VFIO cdev "
+                                       "(/dev/vfio/devices/vfio0) or sysfs path."})
+            continue
+        if kind == "mdev":
+            results[address] = dict(reader.mdevs().get(address, {}), source="sysfs", hw_info=None)
+            continue
+        dev = _device_view(devices[address], groups, devices, units, holders)
+        problem = _unqueryable(dev)
+        if problem:
+            failures.append(dict(problem, device=address))
+            continue
+        if check_mode:
+            results[address] = {"source": "none", "skipped": "check mode: device not opened (opening resets it)"}
+            continue
+        context = {"interrupt_remapping": irq, "group_other_drivers": dev["group_blockers"],
+                   "in_use_by": dev["in_use_by"]}
+        try:
+            info = query(uapi.VFIO_CDEV_DIR + "/" + dev["vfio_cdev"], in_type=in_type,
+                         device=address, context=context)
+        except uapi.IommuError as e:
+            failures.append(e.as_dict())
+            continue
+        hw = hw_info_result(info, release)
+        hw["device_reset"] = True
+        hw["iommu_unit"] = dev["iommu_unit"]
+        hw["consistent_with_sysfs"] = compare_with_sysfs(hw, units.get(dev["iommu_unit"]))
+        results[address] = hw
+    return results, failures
+
+
+def _unqueryable(dev):
+    """Why a PCI device cannot be queried through iommufd without harm, or None."""
+    if dev["driver"] != "vfio-pci":
+        return {"code": "not_vfio_pci",
+                "message": "device is bound to %s, not vfio-pci; only vfio-pci devices have a VFIO cdev."
+                           % (dev["driver"] or "no driver"),
+                "remedy": "Bind it to vfio-pci (module iommu.host.vfio_pci), or use the sysfs facts "
+                          "(module iommu.host.iommu_facts) for its IOMMU unit."}
+    if not dev["vfio_cdev"]:
+        return {"code": "no_vfio_cdev",
+                "message": "device is bound to vfio-pci but has no VFIO cdev (vfio-dev/): the kernel "
+                           "lacks CONFIG_VFIO_DEVICE_CDEV.",
+                "remedy": "Use a kernel with CONFIG_VFIO_DEVICE_CDEV=y, or the sysfs facts."}
+    if dev["in_use_by"]:
+        return {"code": "in_use",
+                "message": "device is in use by %s; it is not opened, because opening a VFIO device "
+                           "resets it." % ", ".join(dev["in_use_by"]),
+                "remedy": "Query it when the VM or process using it has stopped."}
+    return None

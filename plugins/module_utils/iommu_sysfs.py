@@ -1,0 +1,656 @@
+# -*- coding: utf-8 -*-
+# Copyright: iommu.host contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Kernel interface: sysfs and procfs readers.
+
+Every reader works below a root directory (``/`` on a real host, a fixture
+tree in tests) and never raises: a file that is missing is ``None``, a file
+that cannot be read or parsed becomes an entry in ``SysfsReader.errors``.
+Nothing here opens a device or writes anything. Stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import errno
+import gzip
+import os
+import re
+
+__metaclass__ = type
+
+# Kernel options that decide whether the IOMMU, iommufd and VFIO cdev work.
+CONFIG_KEYS = (
+    "CONFIG_IOMMUFD", "CONFIG_IOMMUFD_TEST", "CONFIG_VFIO", "CONFIG_VFIO_DEVICE_CDEV",
+    "CONFIG_VFIO_GROUP", "CONFIG_VFIO_CONTAINER", "CONFIG_VFIO_NOIOMMU", "CONFIG_VFIO_PCI",
+    "CONFIG_INTEL_IOMMU", "CONFIG_INTEL_IOMMU_SCALABLE_MODE_DEFAULT_ON",
+    "CONFIG_INTEL_IOMMU_DEFAULT_ON", "CONFIG_AMD_IOMMU", "CONFIG_AMD_IOMMU_IOMMUFD",
+    "CONFIG_ARM_SMMU_V3", "CONFIG_ARM_SMMU_V3_IOMMUFD", "CONFIG_TEGRA241_CMDQV",
+    "CONFIG_VIRTIO_IOMMU", "CONFIG_IRQ_REMAP", "CONFIG_IOMMU_DEFAULT_PASSTHROUGH",
+    "CONFIG_IOMMU_DEFAULT_DMA_LAZY", "CONFIG_IOMMU_DEFAULT_DMA_STRICT", "CONFIG_PCI_ATS",
+    "CONFIG_PCI_PASID", "CONFIG_PCI_PRI",
+)
+
+# modules.builtin entries for the pieces that can be modules.
+BUILTIN_MODULES = {
+    "iommufd": "drivers/iommu/iommufd/iommufd.ko",
+    "vfio": "drivers/vfio/vfio.ko",
+    "vfio_pci": "drivers/vfio/pci/vfio-pci.ko",
+    "vfio_pci_core": "drivers/vfio/pci/vfio-pci-core.ko",
+    "vfio_iommu_type1": "drivers/vfio/vfio_iommu_type1.ko",
+}
+
+# Kernel command line arguments that concern the IOMMU, VFIO and iommufd
+# (Documentation/admin-guide/kernel-parameters.txt).
+CMDLINE_KEYS = (
+    "intel_iommu", "amd_iommu", "amd_iommu_intr", "amd_iommu_dump", "iommu", "iommu.passthrough",
+    "iommu.strict", "iommu.forcedac", "iommu.debug_pagealloc", "intremap", "nointremap",
+    "iommufd.allow_unsafe_interrupts", "vfio_iommu_type1.allow_unsafe_interrupts",
+    "vfio.enable_unsafe_noiommu_mode", "vfio_pci.ids", "vfio-pci.ids", "vfio_pci.disable_idle_d3",
+    "vfio_pci.disable_vga", "vfio_pci.disable_denylist", "pci", "pcie_acs_override",
+    "modprobe.blacklist", "module_blacklist", "rd.driver.pre", "rd.driver.blacklist", "x2apic_phys",
+    "nox2apic", "sme", "mem_encrypt",
+)
+
+PCI_BRIDGE_CLASS = 0x0604
+PCI_HOST_BRIDGE_CLASS = 0x0600
+
+_VFIO_DRIVERS = ("vfio-pci", "pci-stub")
+
+# What `uname -r` can print; anything else is not used to build paths.
+_RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
+
+# [domain:]bus:device.function, as sysfs names PCI devices.
+PCI_ADDRESS_RE = re.compile(r"^([0-9a-fA-F]{4,}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+
+
+def _int(text, base=0):
+    return int(text.strip(), base)
+
+
+class SysfsReader:
+    """Reads what the kernel exposes about IOMMUs below ``root``."""
+
+    def __init__(self, root="/"):
+        self.root = root
+        self.errors = []
+
+    # -- primitives ---------------------------------------------------------
+
+    def path(self, rel):
+        return os.path.join(self.root, rel.lstrip("/"))
+
+    def _error(self, rel, message):
+        self.errors.append({"path": "/" + rel.lstrip("/"), "error": message})
+
+    def read(self, rel, limit=1 << 20):
+        """Text of a file, stripped; None when absent or unreadable (recorded)."""
+        try:
+            fd = os.open(self.path(rel), os.O_RDONLY)
+        except ValueError as e:  # a NUL byte in a path built from file contents
+            self._error(rel, str(e))
+            return None
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                self._error(rel, os.strerror(e.errno))
+            return None
+        try:
+            data = os.read(fd, limit)
+        except OSError as e:
+            self._error(rel, os.strerror(e.errno))
+            return None
+        finally:
+            os.close(fd)
+        return data.decode("utf-8", "replace").strip()
+
+    def read_bytes(self, rel, limit=1 << 20):
+        try:
+            with open(self.path(rel), "rb") as f:
+                return f.read(limit)
+        except ValueError as e:
+            self._error(rel, str(e))
+            return None
+        except (IOError, OSError) as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                self._error(rel, os.strerror(e.errno))
+            return None
+
+    def read_int(self, rel, base=0):
+        text = self.read(rel)
+        if text is None:
+            return None
+        try:
+            return _int(text, base)
+        except ValueError:
+            self._error(rel, "not an integer: %r" % text[:80])
+            return None
+
+    def link_name(self, rel):
+        """Basename of a symlink's target (e.g. the driver name), None if absent."""
+        try:
+            return os.path.basename(os.readlink(self.path(rel)))
+        except OSError:
+            return None
+
+    def realpath(self, rel):
+        return os.path.realpath(self.path(rel))
+
+    def listdir(self, rel):
+        try:
+            return sorted(os.listdir(self.path(rel)))
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                self._error(rel, os.strerror(e.errno))
+            return []
+
+    def exists(self, rel):
+        return os.path.lexists(self.path(rel))
+
+    # -- kernel -------------------------------------------------------------
+
+    def kernel_release(self):
+        release = self.read("/proc/sys/kernel/osrelease")
+        if release is None and self.root in ("/", ""):
+            release = os.uname()[2]
+        if release is not None and not _RELEASE_RE.match(release):
+            self._error("/proc/sys/kernel/osrelease", "not a kernel release: %r" % release[:80])
+            return None
+        return release
+
+    def cmdline(self):
+        """/proc/cmdline parsed: raw text, IOMMU-related arguments and what they mean."""
+        raw = self.read("/proc/cmdline")
+        args = {}
+        for token in _split_cmdline(raw or ""):
+            key, sep, value = token.partition("=")
+            if key.replace("-", "_") in CMDLINE_KEYS or key in CMDLINE_KEYS:
+                args.setdefault(key, []).append(value if sep else True)
+        return {"raw": raw, "args": args, "effects": cmdline_effects(args), "source": "/proc/cmdline"}
+
+    def kernel_config(self, release):
+        """Relevant CONFIG_* values from /boot/config-<release> or /proc/config.gz."""
+        candidates = []
+        if release:
+            candidates.append("/boot/config-%s" % release)
+            candidates.append("/lib/modules/%s/config" % release)
+        candidates.append("/proc/config.gz")
+        for rel in candidates:
+            data = self.read_bytes(rel, limit=16 << 20)
+            if data is None:
+                continue
+            if rel.endswith(".gz"):
+                try:
+                    data = gzip.decompress(data)
+                except (OSError, EOFError, ValueError) as e:
+                    self._error(rel, "cannot decompress: %s" % e)
+                    continue
+            return {"values": parse_kconfig(data.decode("utf-8", "replace")), "source": rel}
+        return {"values": {}, "source": None}
+
+    def builtin_modules(self, release):
+        if not release:
+            return None
+        text = self.read("/lib/modules/%s/modules.builtin" % release, limit=4 << 20)
+        if text is None:
+            return None
+        lines = set(line.strip() for line in text.splitlines())
+        found = {}
+        for name, ko in BUILTIN_MODULES.items():
+            found[name] = ko in lines or ("kernel/" + ko) in lines
+        return found
+
+    def module_state(self, name):
+        """'loaded' (in /proc/modules), 'builtin' (/sys/module only) or None."""
+        modules = self._proc_modules()
+        if name in modules:
+            return "loaded"
+        if self.exists("/sys/module/%s" % name):
+            return "builtin"
+        return None
+
+    def _proc_modules(self):
+        if not hasattr(self, "_modules_cache"):
+            text = self.read("/proc/modules") or ""
+            self._modules_cache = set(line.split(" ", 1)[0] for line in text.splitlines() if line)
+        return self._modules_cache
+
+    def module_param(self, module, param):
+        return self.read("/sys/module/%s/parameters/%s" % (module, param))
+
+    def interrupt_remapping(self):
+        """Whether MSIs are remapped/isolated, read from the irq chip names in /proc/interrupts.
+
+        With interrupt remapping, x86 MSI chips are named IR-PCI-MSI* / IR-IO-APIC
+        (INTEL-IR / AMD-IR parent domains); ARM GICv3 ITS isolates MSIs (ITS-*).
+        Without it they are plain PCI-MSI* / IO-APIC.
+        """
+        text = self.read("/proc/interrupts", limit=8 << 20)
+        if text is None:
+            return {"enabled": None, "source": None, "evidence": []}
+        chips = set()
+        for line in text.splitlines()[1:]:
+            for word in line.split():
+                if word.startswith(("IR-", "PCI-MSI", "IO-APIC", "ITS-", "INTEL-IR", "AMD-IR",
+                                    "DMAR-MSI", "AMD-Vi")):
+                    chips.add(word)
+        remapped = sorted(c for c in chips if c.startswith(("IR-", "ITS-")))
+        plain_msi = sorted(c for c in chips if c.startswith(("PCI-MSI", "IO-APIC")))
+        if remapped:
+            enabled = True
+        elif plain_msi:
+            enabled = False
+        else:
+            enabled = None
+        return {"enabled": enabled, "source": "/proc/interrupts",
+                "evidence": remapped or plain_msi}
+
+    def dev_nodes(self):
+        cdevs = self.listdir("/dev/vfio/devices")
+        groups = [n for n in self.listdir("/dev/vfio") if n not in ("devices", "vfio")]
+        return {
+            "iommu": self.exists("/dev/iommu"),
+            "vfio_container": self.exists("/dev/vfio/vfio"),
+            "vfio_cdevs": cdevs,
+            "vfio_groups": groups,
+        }
+
+    # -- firmware -----------------------------------------------------------
+
+    def firmware(self):
+        tables = {}
+        for name in ("DMAR", "IVRS", "IORT"):
+            rel = "/sys/firmware/acpi/tables/%s" % name
+            present = self.exists(rel)
+            size = None
+            if present:
+                try:
+                    size = os.stat(self.path(rel)).st_size
+                except OSError:
+                    size = None
+            tables[name.lower()] = {"present": present, "size": size}
+        dt = self.exists("/sys/firmware/devicetree/base")
+        dt_iommus = []
+        if dt:
+            for node in self.listdir("/sys/firmware/devicetree/base"):
+                if "iommu" in node or "smmu" in node:
+                    dt_iommus.append(node)
+        return {
+            "acpi": tables,
+            "devicetree": {"present": dt, "iommu_nodes": dt_iommus},
+            "source": "/sys/firmware",
+        }
+
+    # -- IOMMU units, groups, devices --------------------------------------
+
+    def units(self):
+        """Entries of /sys/class/iommu with their raw registers (hex strings as the kernel prints)."""
+        units = {}
+        for name in self.listdir("/sys/class/iommu"):
+            base = "/sys/class/iommu/%s" % name
+            unit = {"name": name, "vendor": unit_vendor(name, self.listdir(base)), "sysfs": base}
+            if unit["vendor"] == "intel_vtd":
+                sub = base + "/intel-iommu"
+                unit["registers"] = {
+                    "cap": self.read(sub + "/cap"),
+                    "ecap": self.read(sub + "/ecap"),
+                    "version": self.read(sub + "/version"),
+                    "address": self.read(sub + "/address"),
+                    "domains_supported": self.read(sub + "/domains_supported"),
+                    "domains_used": self.read(sub + "/domains_used"),
+                }
+            elif unit["vendor"] == "amd":
+                sub = base + "/amd-iommu"
+                features = self.read(sub + "/features")
+                efr, efr2, problem = parse_amd_features(features)
+                if problem:
+                    self._error(sub + "/features", problem)
+                unit["registers"] = {"cap": self.read(sub + "/cap"), "features": features,
+                                     "efr": efr, "efr2": efr2}
+            unit["devices"] = self.listdir(base + "/devices")
+            units[name] = unit
+        return units
+
+    def groups(self):
+        groups = {}
+        top = "/sys/kernel/iommu_groups"
+        for gid in self.listdir(top):
+            rel = "%s/%s" % (top, gid)
+            try:
+                dfd = os.open(self.path(rel), os.O_RDONLY | os.O_DIRECTORY)
+            except OSError as e:
+                self._error(rel, os.strerror(e.errno))
+                continue
+            try:
+                entries = set(os.listdir(dfd))
+                attr = dict((name, self._read_at(dfd, name, rel) if name in entries else None)
+                            for name in ("type", "name", "reserved_regions"))
+                members = self._listdir_at(dfd, "devices", rel) if "devices" in entries else []
+            finally:
+                os.close(dfd)
+            regions, problems = parse_reserved_regions(attr["reserved_regions"])
+            for p in problems:
+                self._error(rel + "/reserved_regions", p)
+            groups[gid] = {
+                "id": gid,
+                "type": attr["type"],
+                "name": attr["name"],
+                "devices": members,
+                "reserved_regions": regions,
+            }
+        return groups
+
+    def _read_at(self, dfd, name, rel):
+        """Like read(), relative to an open directory (no path walk per attribute)."""
+        try:
+            fd = os.open(name, os.O_RDONLY, dir_fd=dfd)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                self._error(rel + "/" + name, os.strerror(e.errno))
+            return None
+        try:
+            return os.read(fd, 4096).decode("utf-8", "replace").strip()
+        except OSError as e:
+            self._error(rel + "/" + name, os.strerror(e.errno))
+            return None
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _link_at(dfd, name):
+        try:
+            return os.path.basename(os.readlink(name, dir_fd=dfd))
+        except OSError:
+            return None
+
+    def pci_devices(self):
+        """PCI devices with ids, class, driver, IOMMU unit and group, VFIO cdev.
+
+        The hot path of fact gathering (thousands of devices on large hosts):
+        each device directory is listed once and its attributes are opened
+        relative to it, and only the attributes that exist are read.
+        """
+        devices = {}
+        top = "/sys/bus/pci/devices"
+        for addr in self.listdir(top):
+            rel = "%s/%s" % (top, addr)
+            try:
+                dfd = os.open(self.path(rel), os.O_RDONLY | os.O_DIRECTORY)
+            except OSError as e:
+                self._error(rel, os.strerror(e.errno))
+                continue
+            try:
+                entries = set(os.listdir(dfd))
+                attr = {}
+                for name in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class",
+                             "driver_override"):
+                    attr[name] = self._read_at(dfd, name, rel) if name in entries else None
+                links = {}
+                for name in ("driver", "iommu", "iommu_group", "physfn"):
+                    links[name] = self._link_at(dfd, name) if name in entries else None
+                vfio = self._listdir_at(dfd, "vfio-dev", rel) if "vfio-dev" in entries else []
+                net = self._listdir_at(dfd, "net", rel) if "net" in entries else []
+            finally:
+                os.close(dfd)
+            cls = _hex_int(attr["class"])
+            if attr["class"] is not None and cls is None:
+                self._error(rel + "/class", "not an integer: %r" % attr["class"][:80])
+            override = attr["driver_override"]
+            devices[addr] = {
+                "address": addr,
+                "vendor_id": _hex4(attr["vendor"]),
+                "device_id": _hex4(attr["device"]),
+                "subsystem_vendor_id": _hex4(attr["subsystem_vendor"]),
+                "subsystem_device_id": _hex4(attr["subsystem_device"]),
+                "class": "0x%06x" % cls if cls is not None else None,
+                "is_bridge": cls is not None and (cls >> 8) in (PCI_BRIDGE_CLASS, PCI_HOST_BRIDGE_CLASS),
+                "driver": links["driver"],
+                "driver_override": None if override in (None, "(null)", "") else override,
+                "iommu_unit": links["iommu"],
+                "iommu_group": links["iommu_group"],
+                "vfio_cdev": vfio[0] if vfio else None,
+                "physfn": links["physfn"],
+                "net_interfaces": net,
+            }
+        return devices
+
+    def _listdir_at(self, dfd, name, rel):
+        try:
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dfd)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                self._error(rel + "/" + name, os.strerror(e.errno))
+            return []
+        try:
+            return sorted(os.listdir(sub))
+        except OSError as e:
+            self._error(rel + "/" + name, os.strerror(e.errno))
+            return []
+        finally:
+            os.close(sub)
+
+    def mdevs(self):
+        """Mediated devices: they have no IOMMU of their own (their parent's applies)."""
+        mdevs = {}
+        for uuid in self.listdir("/sys/bus/mdev/devices"):
+            base = "/sys/bus/mdev/devices/%s" % uuid
+            try:
+                parent = os.path.basename(os.path.dirname(os.path.realpath(self.path(base))))
+            except OSError:
+                parent = None
+            vfio = self.listdir(base + "/vfio-dev")
+            mdevs[uuid] = {
+                "uuid": uuid,
+                "parent": parent,
+                "mdev_type": self.link_name(base + "/mdev_type"),
+                "driver": self.link_name(base + "/driver"),
+                "iommu_group": self.link_name(base + "/iommu_group"),
+                "vfio_cdev": vfio[0] if vfio else None,
+                "has_iommu": False,
+                "note": "mediated device: no IOMMU of its own; DMA goes through its parent %s"
+                        % (parent or "device"),
+            }
+        return mdevs
+
+    def vfio_holders(self):
+        """Processes holding /dev/vfio nodes open: {node path: ["pid (comm)", ...]}.
+
+        Reads /proc/<pid>/fd links only (what lsof/fuser do); opens nothing.
+        """
+        holders = {}
+        for pid in self.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            fd_dir = "/proc/%s/fd" % pid
+            try:
+                fds = os.listdir(self.path(fd_dir))
+            except OSError:
+                continue
+            comm = None
+            for fd in fds:
+                try:
+                    target = os.readlink(self.path("%s/%s" % (fd_dir, fd)))
+                except OSError:
+                    continue
+                if target.startswith("/dev/vfio/") or target == "/dev/iommu":
+                    if comm is None:
+                        comm = self.read("/proc/%s/comm" % pid) or "?"
+                    who = "%s (%s)" % (pid, comm)
+                    if who not in holders.setdefault(target, []):
+                        holders[target].append(who)
+        return holders
+
+
+# ---------------------------------------------------------------------------
+# Pure parsers (also used by unit and property tests)
+
+
+def _split_cmdline(raw):
+    """Split a kernel command line like the kernel does (double quotes group)."""
+    out, cur, quoted = [], [], False
+    for ch in raw:
+        if ch == '"':
+            quoted = not quoted
+            continue
+        if ch.isspace() and not quoted:
+            if cur:
+                out.append("".join(cur))
+                cur = []
+            continue
+        cur.append(ch)
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
+def cmdline_effects(args):
+    """What the IOMMU-related arguments mean, later arguments overriding earlier ones."""
+
+    def opts(key):
+        values = []
+        for v in args.get(key, []):
+            if v is True:
+                continue
+            values.extend(x.strip() for x in v.split(",") if x.strip())
+        return values
+
+    intel, amd, iommu = opts("intel_iommu"), opts("amd_iommu"), opts("iommu")
+    effects = {
+        "intel_iommu": None, "amd_iommu": None, "iommu_off": "off" in iommu,
+        "passthrough": None, "strict": None, "scalable_mode": None, "intremap_off": False,
+        "allow_unsafe_interrupts": None, "noiommu_mode": None,
+    }
+    for v in intel:
+        if v in ("on", "off"):
+            effects["intel_iommu"] = v
+        elif v in ("sm_on", "sm_off"):
+            effects["scalable_mode"] = v == "sm_on"
+        elif v == "strict":
+            effects["strict"] = True
+    for v in amd:
+        if v in ("off", "force_enable"):
+            effects["amd_iommu"] = v
+    for v in iommu:
+        if v == "pt":
+            effects["passthrough"] = True
+        elif v == "nopt":
+            effects["passthrough"] = False
+    for v in opts("iommu.passthrough"):
+        effects["passthrough"] = v in ("1", "y", "Y", "on")
+    for v in opts("iommu.strict"):
+        effects["strict"] = v in ("1", "y", "Y", "on")
+    intremap = opts("intremap")
+    if "off" in intremap or "nointremap" in args:
+        effects["intremap_off"] = True
+    for v in opts("iommufd.allow_unsafe_interrupts"):
+        effects["allow_unsafe_interrupts"] = v in ("1", "y", "Y")
+    for v in opts("vfio.enable_unsafe_noiommu_mode"):
+        effects["noiommu_mode"] = v in ("1", "y", "Y")
+    return effects
+
+
+_KCONFIG_RE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
+_KCONFIG_UNSET_RE = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
+
+
+def parse_kconfig(text):
+    """Relevant options: 'y', 'm', a value, or 'n' when '# ... is not set'."""
+    values = {}
+    wanted = set(CONFIG_KEYS)
+    for line in text.splitlines():
+        m = _KCONFIG_RE.match(line)
+        if m and m.group(1) in wanted:
+            values[m.group(1)] = m.group(2).strip('"')
+            continue
+        m = _KCONFIG_UNSET_RE.match(line)
+        if m and m.group(1) in wanted:
+            values[m.group(1)] = "n"
+    return values
+
+
+def parse_amd_features(text):
+    """sysfs ivhdN/amd-iommu/features: 'efr' (older kernels) or 'efr:efr2'.
+
+    Returns (efr, efr2, problem); values are ints or None.
+    """
+    if text is None:
+        return None, None, None
+    parts = text.strip().split(":")
+    try:
+        if len(parts) == 1:
+            return int(parts[0], 16), None, None
+        if len(parts) == 2:
+            return int(parts[0], 16), int(parts[1], 16), None
+    except ValueError:
+        pass
+    return None, None, "unrecognised format %r (expected %%llx or %%llx:%%llx)" % text[:80]
+
+
+def parse_reserved_regions(text):
+    """Lines '0x%016llx 0x%016llx type' -> [{start, end, type}], problems."""
+    regions, problems = [], []
+    if not text:
+        return regions, problems
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) != 3:
+            problems.append("unparsable line %r" % line[:80])
+            continue
+        try:
+            start, end = int(fields[0], 16), int(fields[1], 16)
+        except ValueError:
+            problems.append("unparsable line %r" % line[:80])
+            continue
+        regions.append({"start": "0x%x" % start, "end": "0x%x" % end, "type": fields[2]})
+    return regions, problems
+
+
+def unit_vendor(name, entries):
+    if "intel-iommu" in entries:
+        return "intel_vtd"
+    if "amd-iommu" in entries:
+        return "amd"
+    if name.startswith("smmu3."):
+        return "arm_smmuv3"
+    if name.startswith("iommufd_selftest"):
+        return "selftest"
+    if name.startswith("virtio"):
+        return "virtio"
+    return "unknown"
+
+
+def _hex_int(text):
+    if text is None:
+        return None
+    try:
+        return int(text, 16)
+    except ValueError:
+        return None
+
+
+def _hex4(text):
+    if text is None:
+        return None
+    try:
+        return "0x%04x" % int(text, 16)
+    except ValueError:
+        return None
+
+
+def group_members_not_vfio(devices, group_devices, address):
+    """Members of ``address``'s group that keep it from being viable.
+
+    A group is viable for VFIO when every other endpoint is bound to vfio-pci or
+    pci-stub, or to no driver; bridges do not count (vfio's own rule,
+    drivers/vfio/group.c and Documentation/driver-api/vfio.rst).
+    Returns ["address (driver)", ...].
+    """
+    blockers = []
+    for member in group_devices:
+        if member == address:
+            continue
+        dev = devices.get(member)
+        if dev is None or dev.get("is_bridge"):
+            continue
+        driver = dev.get("driver")
+        if driver and driver not in _VFIO_DRIVERS:
+            blockers.append("%s (%s)" % (member, driver))
+    return blockers
