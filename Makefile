@@ -34,7 +34,7 @@ demo: venv collection
 	$(VENV)/bin/ansible-playbook -i localhost, -c local playbooks/demo.yml
 
 facts: venv collection
-	$(VENV)/bin/ansible-playbook -i localhost, -c local playbooks/facts.yml
+	$(VENV)/bin/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(PY) playbooks/facts.yml
 
 test: test-unit test-sanity test-bed
 

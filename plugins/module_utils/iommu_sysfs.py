@@ -56,6 +56,8 @@ PCI_HOST_BRIDGE_CLASS = 0x0600
 
 _VFIO_DRIVERS = ("vfio-pci", "pci-stub")
 
+_PCI_ATTRS = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class", "driver_override")
+
 # What `uname -r` can print; anything else is not used to build paths.
 _RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
 
@@ -314,18 +316,11 @@ class SysfsReader:
         top = "/sys/kernel/iommu_groups"
         for gid in self.listdir(top):
             rel = "%s/%s" % (top, gid)
-            try:
-                dfd = os.open(self.path(rel), os.O_RDONLY | os.O_DIRECTORY)
-            except OSError as e:
-                self._error(rel, os.strerror(e.errno))
+            scan = self.scan_dir(rel, ("type", "name", "reserved_regions"), (), ("devices",))
+            if scan is None:
                 continue
-            try:
-                entries = set(os.listdir(dfd))
-                attr = dict((name, self._read_at(dfd, name, rel) if name in entries else None)
-                            for name in ("type", "name", "reserved_regions"))
-                members = self._listdir_at(dfd, "devices", rel) if "devices" in entries else []
-            finally:
-                os.close(dfd)
+            attr, _links, subdirs = scan
+            members = subdirs["devices"]
             regions, problems = parse_reserved_regions(attr["reserved_regions"])
             for p in problems:
                 self._error(rel + "/reserved_regions", p)
@@ -337,6 +332,27 @@ class SysfsReader:
                 "reserved_regions": regions,
             }
         return groups
+
+    def scan_dir(self, rel, files, links, subdirs):
+        """Read a sysfs directory's attributes in one pass: (files, link names, subdir listings).
+
+        The directory is listed once and what it holds is opened relative to it
+        (no path walk per attribute); absent entries are None / []. None when the
+        directory itself cannot be opened (recorded).
+        """
+        try:
+            dfd = os.open(self.path(rel), os.O_RDONLY | os.O_DIRECTORY)
+        except (OSError, ValueError) as e:
+            self._error(rel, getattr(e, "strerror", None) or str(e))
+            return None
+        try:
+            entries = set(os.listdir(dfd))
+            attrs = dict((n, self._read_at(dfd, n, rel) if n in entries else None) for n in files)
+            targets = dict((n, self._link_at(dfd, n) if n in entries else None) for n in links)
+            listings = dict((n, self._listdir_at(dfd, n, rel) if n in entries else []) for n in subdirs)
+        finally:
+            os.close(dfd)
+        return attrs, targets, listings
 
     def _read_at(self, dfd, name, rel):
         """Like read(), relative to an open directory (no path walk per attribute)."""
@@ -364,32 +380,19 @@ class SysfsReader:
     def pci_devices(self):
         """PCI devices with ids, class, driver, IOMMU unit and group, VFIO cdev.
 
-        The hot path of fact gathering (thousands of devices on large hosts):
-        each device directory is listed once and its attributes are opened
-        relative to it, and only the attributes that exist are read.
+        The hot path of fact gathering (thousands of devices on large hosts),
+        hence scan_dir.
         """
         devices = {}
         top = "/sys/bus/pci/devices"
         for addr in self.listdir(top):
             rel = "%s/%s" % (top, addr)
-            try:
-                dfd = os.open(self.path(rel), os.O_RDONLY | os.O_DIRECTORY)
-            except OSError as e:
-                self._error(rel, os.strerror(e.errno))
+            scan = self.scan_dir(rel, _PCI_ATTRS, ("driver", "iommu", "iommu_group", "physfn"),
+                                 ("vfio-dev", "net"))
+            if scan is None:
                 continue
-            try:
-                entries = set(os.listdir(dfd))
-                attr = {}
-                for name in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class",
-                             "driver_override"):
-                    attr[name] = self._read_at(dfd, name, rel) if name in entries else None
-                links = {}
-                for name in ("driver", "iommu", "iommu_group", "physfn"):
-                    links[name] = self._link_at(dfd, name) if name in entries else None
-                vfio = self._listdir_at(dfd, "vfio-dev", rel) if "vfio-dev" in entries else []
-                net = self._listdir_at(dfd, "net", rel) if "net" in entries else []
-            finally:
-                os.close(dfd)
+            attr, links, subdirs = scan
+            vfio, net = subdirs["vfio-dev"], subdirs["net"]
             cls = _hex_int(attr["class"])
             if attr["class"] is not None and cls is None:
                 self._error(rel + "/class", "not an integer: %r" % attr["class"][:80])

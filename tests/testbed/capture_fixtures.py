@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Capture what real test-bed guests expose about IOMMUs into tests/fixtures/sysfs/<profile>/.
+
+For each profile, a script runs inside the guest (over SSH, ``python3 -``) and
+streams a tar of the relevant sysfs/procfs/dev entries to stdout; it is
+extracted here into a tree rooted like ``/``, so code that reads
+``<root>/sys/...`` sees what it would see on the guest:
+
+* symlinks are kept as the same (relative) symlinks;
+* readable regular files are copied by content (sysfs/procfs sizes are
+  meaningless), files over 64 KiB and write-only attributes are skipped, read
+  errors are tolerated (reported on stderr);
+* device nodes (/dev/iommu, /dev/vfio/...) become empty regular files.
+
+With ``--vfio`` (default for intel, intel-sm, amd) a second capture is made
+into ``<profile>-vfio/`` after binding the e1000e at 0000:00:09.0 to vfio-pci
+(the device is given back to e1000e afterwards). Each tree gets a CAPTURED file
+(date, kernel release, QEMU command line, profile). Never edit the output by
+hand: re-run this script.
+
+    .venv/bin/python tests/testbed/capture_fixtures.py [PROFILE ...]
+
+Guests already running in the run dir under the profile's name are used (and
+left running); the others are booted in parallel and stopped at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import os
+import shutil
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import testbed  # noqa: E402
+
+FIXTURES = testbed.REPO / "tests" / "fixtures" / "sysfs"
+VFIO_DEVICE = "0000:00:09.0"
+VFIO_PROFILES = ("intel", "intel-sm", "amd")
+
+# Runs in the guest (python3 from the host's Debian: 3.11, stdlib only).
+GUEST_SCRIPT = r'''
+import os, re, sys, tarfile
+
+MAX = 64 * 1024
+BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+PCI_FILES = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class", "revision",
+             "driver_override", "numa_node", "enable")
+PCI_LINKS = ("driver", "iommu", "iommu_group", "physfn")
+MODULES = ("iommufd", "vfio", "vfio_pci", "vfio_pci_core", "vfio_iommu_type1")
+
+tar = tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT)
+done = set()
+
+def warn(path, why):
+    sys.stderr.write("capture: %s: %s\n" % (path, why))
+
+def info(path, kind):
+    ti = tarfile.TarInfo(path.lstrip("/"))
+    ti.type = kind
+    ti.mtime = 0
+    ti.uname = ti.gname = "root"
+    ti.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    return ti
+
+def add_dir(path):
+    path = os.path.normpath(path)
+    if path == "/" or path in done:
+        return
+    add_dir(os.path.dirname(path))
+    done.add(path)
+    tar.addfile(info(path, tarfile.DIRTYPE))
+
+def add_link(path):
+    if path in done:
+        return
+    try:
+        target = os.readlink(path)
+    except OSError as e:
+        return warn(path, e.strerror)
+    add_dir(os.path.dirname(path))
+    done.add(path)
+    ti = info(path, tarfile.SYMTYPE)
+    ti.linkname = target
+    tar.addfile(ti)
+
+def add_bytes(path, data):
+    add_dir(os.path.dirname(path))
+    done.add(path)
+    ti = info(path, tarfile.REGTYPE)
+    ti.size = len(data)
+    tar.addfile(ti, __import__("io").BytesIO(data))
+
+def add_file(path):
+    if path in done:
+        return
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if not st.st_mode & 0o444:
+        return  # write-only attribute (bind, unbind, new_id, remove, ...)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX + 1)
+    except OSError as e:
+        return warn(path, "read: " + (e.strerror or str(e)))
+    if len(data) > MAX:
+        return warn(path, "larger than 64 KiB, skipped")
+    add_bytes(path, data)
+
+def add_node(path):
+    """A device node as an empty regular file (git cannot store device nodes)."""
+    if os.path.lexists(path) and path not in done:
+        add_bytes(path, b"")
+
+def add_any(path, depth=0, skip=("power",)):
+    """A file, a symlink (kept, not followed) or a directory (recursing depth levels)."""
+    if os.path.islink(path):
+        return add_link(path)
+    if os.path.isdir(path):
+        add_dir(path)
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as e:
+            return warn(path, e.strerror)
+        for name in names:
+            sub = os.path.join(path, name)
+            if name in skip:
+                continue
+            if os.path.islink(sub):
+                add_link(sub)
+            elif os.path.isdir(sub):
+                if depth > 0:
+                    add_any(sub, depth - 1, skip)
+            else:
+                add_file(sub)
+        return
+    if os.path.exists(path):
+        add_file(path)
+
+def add_class_links(path, depth):
+    """Entries of a /sys/class-like directory: the links, and the directories they point to."""
+    if not os.path.isdir(path):
+        return
+    add_dir(path)
+    for name in sorted(os.listdir(path)):
+        sub = os.path.join(path, name)
+        add_any(sub, 0)
+        if os.path.islink(sub):
+            add_any(os.path.realpath(sub), depth)
+
+def add_pci_device(devdir):
+    add_dir(devdir)
+    for name in PCI_FILES:
+        add_file(os.path.join(devdir, name))
+    for name in PCI_LINKS:
+        p = os.path.join(devdir, name)
+        if os.path.islink(p):
+            add_link(p)
+    vfio = os.path.join(devdir, "vfio-dev")
+    if os.path.isdir(vfio):
+        add_dir(vfio)
+        for name in sorted(os.listdir(vfio)):
+            add_any(os.path.join(vfio, name), 0)
+    net = os.path.join(devdir, "net")
+    if os.path.isdir(net):
+        add_dir(net)
+        for ifname in sorted(os.listdir(net)):
+            for attr in ("operstate", "address"):
+                add_file(os.path.join(net, ifname, attr))
+
+# IOMMU units and what the class links point to (attributes, intel-iommu/,
+# amd-iommu/, devices/ links)
+add_class_links("/sys/class/iommu", 1)
+# IOMMU groups: type, reserved_regions, name, devices/ links
+add_any("/sys/kernel/iommu_groups", 2)
+# PCI devices: the bus links and every device directory they point to
+if os.path.isdir("/sys/bus/pci/devices"):
+    add_dir("/sys/bus/pci/devices")
+    for name in sorted(os.listdir("/sys/bus/pci/devices")):
+        link = os.path.join("/sys/bus/pci/devices", name)
+        add_link(link)
+        add_pci_device(os.path.realpath(link))
+# PCI drivers: directory names and their device links
+if os.path.isdir("/sys/bus/pci/drivers"):
+    add_dir("/sys/bus/pci/drivers")
+    for drv in sorted(os.listdir("/sys/bus/pci/drivers")):
+        d = os.path.join("/sys/bus/pci/drivers", drv)
+        add_dir(d)
+        for name in sorted(os.listdir(d)):
+            if BDF.match(name) and os.path.islink(os.path.join(d, name)):
+                add_link(os.path.join(d, name))
+# VFIO cdevs and mediated devices
+add_class_links("/sys/class/vfio-dev", 0)
+add_class_links("/sys/bus/mdev/devices", 1)
+# ACPI tables (bytes)
+for name in ("DMAR", "IVRS", "IORT"):
+    add_any("/sys/firmware/acpi/tables/" + name)
+# built-in modules (existence) and their parameters
+for mod in MODULES:
+    d = "/sys/module/" + mod
+    if os.path.isdir(d):
+        add_dir(d)
+        add_any(d + "/parameters", 0)
+# procfs
+for path in ("/proc/cmdline", "/proc/interrupts", "/proc/config.gz", "/proc/modules",
+             "/proc/sys/kernel/osrelease"):
+    add_any(path)
+add_any("/lib/modules/%s/modules.builtin" % os.uname().release)
+# device nodes
+add_node("/dev/iommu")
+for base in ("/dev/vfio", "/dev/vfio/devices"):
+    if os.path.isdir(base):
+        add_dir(base)
+        for name in sorted(os.listdir(base)):
+            p = os.path.join(base, name)
+            if not os.path.isdir(p):
+                add_node(p)
+tar.close()
+'''
+
+BIND_VFIO = r'''
+set -e
+d=/sys/bus/pci/devices/{dev}
+echo vfio-pci > $d/driver_override
+if [ -e $d/driver ]; then echo {dev} > $d/driver/unbind; fi
+echo {dev} > /sys/bus/pci/drivers_probe
+for i in $(seq 50); do [ -d $d/vfio-dev ] && exit 0; sleep 0.1; done
+echo "no $d/vfio-dev after binding to vfio-pci (driver: $(readlink $d/driver))" >&2
+exit 1
+'''
+
+UNBIND_VFIO = r'''
+d=/sys/bus/pci/devices/{dev}
+echo > $d/driver_override
+if [ -e $d/driver ]; then echo {dev} > $d/driver/unbind; fi
+echo {dev} > /sys/bus/pci/drivers_probe
+readlink $d/driver
+'''
+
+
+def _member_filter(dest: Path):
+    real_dest = os.path.realpath(dest)
+
+    def check(member, path):
+        name = member.name
+        if name.startswith("/") or ".." in name.split("/"):
+            raise tarfile.FilterError("unsafe member name %r" % name)
+        parent = os.path.join(real_dest, os.path.dirname(name))
+        if os.path.realpath(parent) != os.path.normpath(parent):
+            raise tarfile.FilterError("%r would be written through a symlink" % name)
+        if member.issym():
+            if os.path.isabs(member.linkname):
+                raise tarfile.FilterError("absolute symlink %r -> %r" % (name, member.linkname))
+            return member.replace(uid=0, gid=0, uname="", gname="", mode=None, deep=False)
+        if not (member.isfile() or member.isdir()):
+            raise tarfile.FilterError("unexpected member type %r" % name)
+        return tarfile.data_filter(member, path)
+
+    return check
+
+
+def capture(guest, dest: Path, variant: str) -> int:
+    """Capture the guest into dest (replaced). Returns the number of tar members."""
+    res = guest.run(["python3", "-"], input=GUEST_SCRIPT, binary=True, timeout=600)
+    if res.rc != 0:
+        raise testbed.TestbedError("%s: capture script failed (rc %d): %s"
+                                   % (guest.name, res.rc, res.stderr.decode("utf-8", "replace")))
+    for line in res.stderr.decode("utf-8", "replace").splitlines():
+        print("  [%s] %s" % (guest.name, line), file=sys.stderr)
+    tmp = dest.with_name(dest.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(res.stdout), mode="r:") as tar:
+        members = tar.getmembers()
+        tar.extractall(tmp, filter=_member_filter(tmp))
+    release = guest.run("uname -r", check=True).stdout.strip()
+    cmdline = guest.run("cat /proc/cmdline", check=True).stdout.strip()
+    (tmp / "CAPTURED").write_text(
+        "captured: %s\nprofile: %s\nvariant: %s\nkernel release: %s\nkernel command line: %s\n"
+        "qemu command line: %s\ntool: tests/testbed/capture_fixtures.py (do not edit this tree by hand)\n"
+        % (datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), guest.profile,
+           variant, release, cmdline, guest.qemu_command))
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return len(members)
+
+
+def capture_profile(guest, out_dir: Path, vfio: bool):
+    name = guest.profile
+    t0 = time.time()
+    n = capture(guest, out_dir / name, "as booted")
+    print("%s: %d entries -> %s (%.1fs)" % (name, n, out_dir / name, time.time() - t0))
+    if not vfio:
+        return
+    res = guest.run(BIND_VFIO.format(dev=VFIO_DEVICE), timeout=120)
+    if res.rc != 0:
+        raise testbed.TestbedError("%s: binding %s to vfio-pci failed: %s" % (name, VFIO_DEVICE, res.stderr))
+    try:
+        n = capture(guest, out_dir / (name + "-vfio"), "after binding %s to vfio-pci" % VFIO_DEVICE)
+        print("%s-vfio: %d entries -> %s" % (name, n, out_dir / (name + "-vfio")))
+    finally:
+        res = guest.run(UNBIND_VFIO.format(dev=VFIO_DEVICE), timeout=120)
+        if res.rc != 0 or "e1000e" not in res.stdout:
+            print("warning: %s: %s not given back to e1000e: %s%s" % (name, VFIO_DEVICE, res.stdout, res.stderr),
+                  file=sys.stderr)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("profiles", nargs="*", default=list(testbed.PROFILES))
+    ap.add_argument("--out", default=str(FIXTURES), help="default: %(default)s")
+    ap.add_argument("--run-dir", default=str(testbed.DEFAULT_RUN_DIR))
+    ap.add_argument("--kernel")
+    ap.add_argument("--timeout", type=float, default=testbed.DEFAULT_BOOT_TIMEOUT * 2)
+    ap.add_argument("--no-vfio", action="store_true", help="skip the <profile>-vfio captures")
+    args = ap.parse_args(argv)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    guests, to_boot = {}, []
+    for prof in args.profiles:
+        if prof not in testbed.PROFILES:
+            ap.error("unknown profile %r" % prof)
+        g = testbed.load(prof, args.run_dir)
+        if g is not None and g.is_running() and g.profile == prof:
+            print("using running guest %s (port %d)" % (prof, g.port))
+            guests[prof] = g
+        else:
+            to_boot.append(prof)
+    booted = {}
+    try:
+        if to_boot:
+            t0 = time.time()
+            booted = testbed.boot_many(to_boot, run_dir=args.run_dir, kernel=args.kernel, timeout=args.timeout)
+            print("booted %s in %.1fs" % (", ".join(to_boot), time.time() - t0))
+            guests.update(booted)
+        for prof in args.profiles:
+            capture_profile(guests[prof], out_dir, vfio=not args.no_vfio and prof in VFIO_PROFILES)
+    finally:
+        testbed.stop_all(booted.values())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
