@@ -36,7 +36,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import testbed  # noqa: E402
+from tests.support import fixture_trees  # noqa: E402
 
 FIXTURES = testbed.REPO / "tests" / "fixtures" / "sysfs"
 VFIO_DEVICE = "0000:00:09.0"
@@ -266,7 +268,11 @@ def _member_filter(dest: Path):
 
 
 def capture(guest, dest: Path, variant: str) -> int:
-    """Capture the guest into dest (replaced). Returns the number of tar members."""
+    """Capture the guest into the archive ``dest``.tar.xz (replaced). Returns the number of tar members.
+
+    The tree is packed (tests/support/fixture_trees.pack) because sysfs names hold ':',
+    which a collection may not contain in file names.
+    """
     res = guest.run(["python3", "-"], input=GUEST_SCRIPT, binary=True, timeout=600)
     if res.rc != 0:
         raise testbed.TestbedError("%s: capture script failed (rc %d): %s"
@@ -287,9 +293,8 @@ def capture(guest, dest: Path, variant: str) -> int:
         "qemu command line: %s\ntool: tests/testbed/capture_fixtures.py (do not edit this tree by hand)\n"
         % (datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), guest.profile,
            variant, release, cmdline, guest.qemu_command))
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    fixture_trees.pack(str(tmp), str(dest) + ".tar.xz")
+    shutil.rmtree(tmp)
     return len(members)
 
 
@@ -297,7 +302,7 @@ def capture_profile(guest, out_dir: Path, vfio: bool):
     name = guest.profile
     t0 = time.time()
     n = capture(guest, out_dir / name, "as booted")
-    print("%s: %d entries -> %s (%.1fs)" % (name, n, out_dir / name, time.time() - t0))
+    print("%s: %d entries -> %s.tar.xz (%.1fs)" % (name, n, out_dir / name, time.time() - t0))
     if not vfio:
         return
     res = guest.run(BIND_VFIO.format(dev=VFIO_DEVICE), timeout=120)
@@ -305,7 +310,7 @@ def capture_profile(guest, out_dir: Path, vfio: bool):
         raise testbed.TestbedError("%s: binding %s to vfio-pci failed: %s" % (name, VFIO_DEVICE, res.stderr))
     try:
         n = capture(guest, out_dir / (name + "-vfio"), "after binding %s to vfio-pci" % VFIO_DEVICE)
-        print("%s-vfio: %d entries -> %s" % (name, n, out_dir / (name + "-vfio")))
+        print("%s-vfio: %d entries -> %s.tar.xz" % (name, n, out_dir / (name + "-vfio")))
     finally:
         res = guest.run(UNBIND_VFIO.format(dev=VFIO_DEVICE), timeout=120)
         if res.rc != 0 or "e1000e" not in res.stdout:

@@ -1,26 +1,25 @@
 """Facts gathered from sysfs/procfs trees captured on the real-kernel test-bed guests.
 
-The trees in tests/fixtures/sysfs/ are produced by tests/testbed/capture_fixtures.py
-(`make fixtures`) from guests running Linux 7.3.4 under QEMU; they are never edited
-by hand. These tests pin what our readers and decoders make of them.
+The trees (tests/fixtures/sysfs/<profile>.tar.xz) are produced by
+tests/testbed/capture_fixtures.py (`make fixtures`) from guests running Linux 7.3.4
+under QEMU; they are never edited by hand. These tests pin what our readers and
+decoders make of them.
 """
-import os
-
 import pytest
 
 from ansible_collections.iommu.host.plugins.module_utils import iommu_facts
-
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "sysfs")
+from tests.support import fixture_trees
 PROFILES = ["intel", "intel-vfio", "intel-sm", "intel-sm-vfio", "amd", "amd-vfio", "none"]
 SHARED = ("0000:02:01.0", "0000:02:02.0")   # two e1000 behind a PCIe-to-PCI bridge
 VFIO = "0000:00:09.0"                       # the e1000e the -vfio captures bound to vfio-pci
 
 
+def test_every_profile_was_captured():
+    assert fixture_trees.names() == sorted(PROFILES)
+
+
 def facts(profile):
-    root = os.path.join(FIXTURES, profile)
-    if not os.path.isdir(root):
-        pytest.fail("fixture tree %s missing: run `make fixtures`" % root)
-    return iommu_facts.gather(root=root, sysfs_only=True)
+    return iommu_facts.gather(root=fixture_trees.root(profile), sysfs_only=True)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
