@@ -42,6 +42,7 @@ test-unit: venv collection
 	$(PYTEST) tests/unit -q -p no:cacheprovider
 
 test-sanity: venv
+	@$(REPO)/scripts/setup-debian.sh sanity
 	@rm -rf $(REPO)/build/sanity && mkdir -p $(SANITY_ROOT)
 	@cd $(REPO) && git ls-files -z --cached --others --exclude-standard \
 	  | tar --null --ignore-failed-read -cf - -T - 2>/dev/null | tar -xf - -C $(SANITY_ROOT)

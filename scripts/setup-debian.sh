@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup of a Debian machine for iommu.host development.
 #   setup-debian.sh venv     python venv (.venv) with the dev requirements
+#   setup-debian.sh sanity   + git and shellcheck for ansible-test sanity
 #   setup-debian.sh kernel   + kernel build dependencies, trixie-backports source
 #   setup-debian.sh testbed  + QEMU and OpenSSH for the real-kernel test bed
 # Never upgrades the base system: backports are added with their default
@@ -64,6 +65,10 @@ SRC
   fi
 }
 
+setup_sanity() {
+  need_debs git shellcheck
+}
+
 setup_testbed() {
   need_debs qemu-system-x86 openssh-server openssh-client python3 iproute2 pciutils kmod
 }
@@ -72,7 +77,8 @@ want=${1:-venv}
 setup_venv
 case "$want" in
   venv) ;;
+  sanity) setup_sanity ;;
   kernel) setup_kernel ;;
   testbed) setup_kernel; setup_testbed ;;
-  *) echo "usage: $0 [venv|kernel|testbed]" >&2; exit 2 ;;
+  *) echo "usage: $0 [venv|sanity|kernel|testbed]" >&2; exit 2 ;;
 esac

@@ -153,7 +153,7 @@ class TestbedPool:
         return tb.inventory(guests.values(), self.run_dir / ("inventory-%s.yml" % "-".join(names)))
 
     def stop(self):
-        tb.stop_all([g for g in self.guests.values()])
+        tb.stop_all(list(self.guests.values()))
 
 
 @pytest.fixture(scope="session")
@@ -267,7 +267,7 @@ def run_playbook(playbook, inventory, limit=None, extra_vars=None, args=(), env=
     cmd += list(args)
     try:
         proc = subprocess.run(cmd, cwd=str(REPO), env=ansible_env(env), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, timeout=timeout)
+                              stderr=subprocess.PIPE, text=True, timeout=timeout, check=False)
         rc, out, err = proc.returncode, proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as e:
         rc = -1

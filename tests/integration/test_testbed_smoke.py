@@ -153,7 +153,9 @@ def test_reboot_keeps_files(ansible_playbook):
     ]}
     res = ansible_playbook(play)
     assert res.rc == 0, res
-    decode = lambda task: base64.b64decode(res.result("none", task)["content"]).decode()  # noqa: E731
+
+    def decode(task):
+        return base64.b64decode(res.result("none", task)["content"]).decode()
     assert decode("boot id before") != decode("boot id after")
     assert decode("read") == "kept\n"
     assert not os.path.exists(marker), "the guest wrote to the host's /etc"

@@ -14,6 +14,9 @@ root=$(cd "$here/../.." && pwd)
 cache=${IOMMU_HOST_CACHE:-/var/cache/iommu-host}
 venv=${VENV:-$root/.venv}
 pkg=linux-source-7.3
+# Bump when the build procedure below changes what it produces (configuration steps,
+# make targets); the cache key is source version + virtme-ng version + this + the fragment.
+recipe=1
 fragment=$here/kernel.config
 jobs=${KERNEL_JOBS:-$(( $(nproc) + 1 ))}
 log() { printf '[build-kernel] %s\n' "$*" >&2; }
@@ -25,7 +28,8 @@ if [ -z "$version" ] || [ "$version" = "(none)" ]; then
   log "package $pkg not found in apt sources (trixie-backports missing?)"; exit 1
 fi
 vng_version=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("virtme-ng"))')
-key=$( { echo "$pkg=$version"; echo "virtme-ng=$vng_version"; cat "$fragment" "$0"; } | sha256sum | cut -c1-16)
+key=$( { echo "$pkg=$version"; echo "virtme-ng=$vng_version"; echo "recipe=$recipe"; cat "$fragment"; } \
+      | sha256sum | cut -c1-16)
 out=$cache/kernel/$key
 if [ -s "$out/bzImage" ]; then
   log "cached: $out/bzImage ($pkg $version, key $key)"
@@ -34,11 +38,10 @@ fi
 
 log "building $pkg $version (key $key) with $jobs jobs"
 work=$cache/build/$key
-rm -rf "$work"; mkdir -p "$work" "$cache/debs"
-deb=$(ls "$cache"/debs/${pkg}_"${version//:/%3a}"_all.deb 2>/dev/null | head -n1 || true)
-if [ -z "$deb" ]; then
+rm -rf "$cache/build"; mkdir -p "$work" "$cache/debs"   # also drops interrupted builds
+deb=$cache/debs/${pkg}_${version//:/%3a}_all.deb
+if [ ! -s "$deb" ]; then
   (cd "$cache/debs" && apt-get download "$pkg=$version" >&2)
-  deb=$(ls "$cache"/debs/${pkg}_*_all.deb | head -n1)
 fi
 dpkg -x "$deb" "$work/pkg"
 tar -C "$work" -xf "$work"/pkg/usr/src/${pkg}.tar.xz

@@ -1,9 +1,11 @@
-#!/usr/bin/env python3
-"""Capture what real test-bed guests expose about IOMMUs into tests/fixtures/sysfs/<profile>/.
+#!/usr/bin/env python
+"""Capture what real test-bed guests expose about IOMMUs into tests/fixtures/sysfs/<profile>.tar.xz.
 
 For each profile, a script runs inside the guest (over SSH, ``python3 -``) and
 streams a tar of the relevant sysfs/procfs/dev entries to stdout; it is
-extracted here into a tree rooted like ``/``, so code that reads
+extracted here into a tree rooted like ``/`` and packed into an archive
+(tests/support/fixture_trees: sysfs names hold ':', which a collection's file
+names may not), which the tests extract, so code that reads
 ``<root>/sys/...`` sees what it would see on the guest:
 
 * symlinks are kept as the same (relative) symlinks;
@@ -13,7 +15,7 @@ extracted here into a tree rooted like ``/``, so code that reads
 * device nodes (/dev/iommu, /dev/vfio/...) become empty regular files.
 
 With ``--vfio`` (default for intel, intel-sm, amd) a second capture is made
-into ``<profile>-vfio/`` after binding the e1000e at 0000:00:09.0 to vfio-pci
+into ``<profile>-vfio.tar.xz`` after binding the e1000e at 0000:00:09.0 to vfio-pci
 (the device is given back to e1000e afterwards). Each tree gets a CAPTURED file
 (date, kernel release, QEMU command line, profile). Never edit the output by
 hand: re-run this script.
@@ -319,7 +321,7 @@ def capture_profile(guest, out_dir: Path, vfio: bool):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("profiles", nargs="*", default=list(testbed.PROFILES))
     ap.add_argument("--out", default=str(FIXTURES), help="default: %(default)s")
     ap.add_argument("--run-dir", default=str(testbed.DEFAULT_RUN_DIR))

@@ -44,6 +44,7 @@ if [ "$1" != stage2 ]; then
     exec /bin/sh
   fi
   say "overlay root ready (upper layer on $persist)"
+  # shellcheck disable=SC2093 # falls through only when switch_root fails
   exec switch_root "$scratch/newroot" "$0" stage2
   say "FATAL: switch_root failed"
   exec /bin/sh

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Real-kernel test bed: QEMU guests with emulated IOMMUs, reachable by Ansible over SSH.
 
 Each guest boots the test-bed kernel (tests/testbed/build-kernel.sh) under QEMU
@@ -48,7 +48,6 @@ import atexit
 import collections
 import concurrent.futures
 import datetime
-import errno
 import glob
 import json
 import os
@@ -179,7 +178,7 @@ def find_kernel(build: bool = False) -> Path:
         return Path(env)
     if build:
         proc = subprocess.run(["bash", str(BUILD_KERNEL)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, check=False)
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines or not os.path.isfile(lines[-1]):
             raise MissingDependency("build-kernel.sh failed (rc %d): %s"
@@ -221,7 +220,7 @@ _ports_given = set()
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now and not handed out before by this process."""
     with _port_lock:
-        for _ in range(100):
+        for _attempt in range(100):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
@@ -671,15 +670,15 @@ class Guest:
         try:
             proc = subprocess.run(self.ssh_argv(command, connect_timeout=connect_timeout), input=input,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
-                                  stdin=None if input is not None else subprocess.DEVNULL)
+                                  stdin=None if input is not None else subprocess.DEVNULL, check=False)
             rc, out, err = proc.returncode, proc.stdout, proc.stderr
         except subprocess.TimeoutExpired as e:
             rc, out, err = -1, e.stdout or b"", (e.stderr or b"") + b"\n(timed out after %ds)" % timeout
         if not binary:
             out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         if check and rc != 0:
-            raise TestbedError("%s: %r failed (rc %d): %s" % (self.name, command, rc,
-                                                             err if isinstance(err, str) else err.decode()))
+            detail = err if isinstance(err, str) else err.decode()
+            raise TestbedError("%s: %r failed (rc %d): %s" % (self.name, command, rc, detail))
         return SSHResult(rc, out, err)
 
     def boot_id(self) -> str | None:
@@ -716,7 +715,9 @@ class Guest:
 
     def restart(self, extra_kernel_args=None, timeout: float = DEFAULT_BOOT_TIMEOUT) -> "Guest":
         """Cold restart: stop QEMU and boot again with the same disk image and keys
-        (optionally other extra kernel arguments)."""
+        (optionally other extra kernel arguments). Files written in the guest are kept."""
+        if self.is_running():
+            self.run("sync", timeout=60)  # QMP quit pulls the plug: flush the guest's page cache first
         self.stop()
         if extra_kernel_args is not None:
             self.extra_kernel_args = tuple(extra_kernel_args)
@@ -893,12 +894,13 @@ def _cli_guest(args, name) -> Guest:
 def _print_table(guests):
     print("%-10s %-9s %-7s %-6s %-8s %-7s %s" % ("NAME", "PROFILE", "PID", "PORT", "BOOT(s)", "OWNER", "DIR"))
     for g in guests:
-        print("%-10s %-9s %-7s %-6s %-8s %-7s %s" % (g.name, g.profile, g.pid if g.is_running() else "-",
-                                                    g.port, g.boot_seconds or "-", g.owner_pid or "-", g.dir))
+        pid = g.pid if g.is_running() else "-"
+        row = (g.name, g.profile, pid, g.port, g.boot_seconds or "-", g.owner_pid or "-", g.dir)
+        print("%-10s %-9s %-7s %-6s %-8s %-7s %s" % row)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", default=str(DEFAULT_RUN_DIR), help="default: %(default)s ($TESTBED_RUN_DIR)")
     sub = ap.add_subparsers(dest="cmd", required=True)
