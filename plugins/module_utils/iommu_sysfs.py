@@ -56,7 +56,7 @@ PCI_HOST_BRIDGE_CLASS = 0x0600
 
 _VFIO_DRIVERS = ("vfio-pci", "pci-stub")
 
-_PCI_ATTRS = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class", "driver_override")
+_PCI_ATTRS = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
 
 # What `uname -r` can print; anything else is not used to build paths.
 _RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
@@ -314,9 +314,7 @@ class SysfsReader:
     def groups(self):
         groups = {}
         top = "/sys/kernel/iommu_groups"
-        for gid in self.listdir(top):
-            rel = "%s/%s" % (top, gid)
-            scan = self.scan_dir(rel, ("type", "name", "reserved_regions"), (), ("devices",))
+        for gid, rel, scan in self.scan_all(top, ("type", "name", "reserved_regions"), (), ("devices",)):
             if scan is None:
                 continue
             attr, _links, subdirs = scan
@@ -333,12 +331,20 @@ class SysfsReader:
             }
         return groups
 
-    def scan_dir(self, rel, files, links, subdirs):
-        """Read a sysfs directory's attributes in one pass: (files, link names, subdir listings).
+    def scan_all(self, top, files, links, subdirs):
+        """scan_dir() of every entry of ``top``: [(name, rel, scan)] in name order."""
+        out = []
+        for name in self.listdir(top):
+            rel = "%s/%s" % (top, name)
+            out.append((name, rel, self.scan_dir(rel, files, links, subdirs)))
+        return out
 
-        The directory is listed once and what it holds is opened relative to it
-        (no path walk per attribute); absent entries are None / []. None when the
-        directory itself cannot be opened (recorded).
+    def scan_dir(self, rel, files, links, subdirs):
+        """Read a sysfs directory's attributes: (files, link names, subdir listings).
+
+        Everything is opened relative to the directory (no path walk per
+        attribute); an absent entry costs one failed system call and is None / [].
+        None when the directory itself cannot be opened (recorded).
         """
         try:
             dfd = os.open(self.path(rel), os.O_RDONLY | os.O_DIRECTORY)
@@ -346,10 +352,9 @@ class SysfsReader:
             self._error(rel, getattr(e, "strerror", None) or str(e))
             return None
         try:
-            entries = set(os.listdir(dfd))
-            attrs = dict((n, self._read_at(dfd, n, rel) if n in entries else None) for n in files)
-            targets = dict((n, self._link_at(dfd, n) if n in entries else None) for n in links)
-            listings = dict((n, self._listdir_at(dfd, n, rel) if n in entries else []) for n in subdirs)
+            attrs = dict((n, self._read_at(dfd, n, rel)) for n in files)
+            targets = dict((n, self._link_at(dfd, n)) for n in links)
+            listings = dict((n, self._listdir_at(dfd, n, rel)) for n in subdirs)
         finally:
             os.close(dfd)
         return attrs, targets, listings
@@ -380,32 +385,38 @@ class SysfsReader:
     def pci_devices(self):
         """PCI devices with ids, class, driver, IOMMU unit and group, VFIO cdev.
 
-        The hot path of fact gathering (thousands of devices on large hosts),
-        hence scan_dir.
+        The hot path of fact gathering (thousands of devices on large hosts): the
+        ids and class come from one read of the device's ``uevent``
+        (drivers/pci/pci-driver.c pci_uevent: PCI_CLASS, PCI_ID, PCI_SUBSYS_ID);
+        the separate attribute files are read only when uevent lacks them.
         """
         devices = {}
         top = "/sys/bus/pci/devices"
-        for addr in self.listdir(top):
-            rel = "%s/%s" % (top, addr)
-            scan = self.scan_dir(rel, _PCI_ATTRS, ("driver", "iommu", "iommu_group", "physfn"),
-                                 ("vfio-dev", "net"))
+        for addr, rel, scan in self.scan_all(top, ("uevent", "driver_override"),
+                                             ("driver", "iommu", "iommu_group", "physfn"), ("vfio-dev", "net")):
             if scan is None:
                 continue
             attr, links, subdirs = scan
+            ids = parse_pci_uevent(attr["uevent"])
+            if ids is None:
+                fallback = self.scan_dir(rel, _PCI_ATTRS, (), ())
+                if fallback is None:
+                    continue
+                ids = fallback[0]
             vfio, net = subdirs["vfio-dev"], subdirs["net"]
-            cls = _hex_int(attr["class"])
-            if attr["class"] is not None and cls is None:
-                self._error(rel + "/class", "not an integer: %r" % attr["class"][:80])
+            cls = _hex_int(ids["class"])
+            if ids["class"] is not None and cls is None:
+                self._error(rel + "/class", "not an integer: %r" % ids["class"][:80])
             override = attr["driver_override"]
             devices[addr] = {
                 "address": addr,
-                "vendor_id": _hex4(attr["vendor"]),
-                "device_id": _hex4(attr["device"]),
-                "subsystem_vendor_id": _hex4(attr["subsystem_vendor"]),
-                "subsystem_device_id": _hex4(attr["subsystem_device"]),
+                "vendor_id": _hex4(ids["vendor"]),
+                "device_id": _hex4(ids["device"]),
+                "subsystem_vendor_id": _hex4(ids["subsystem_vendor"]),
+                "subsystem_device_id": _hex4(ids["subsystem_device"]),
                 "class": "0x%06x" % cls if cls is not None else None,
                 "is_bridge": cls is not None and (cls >> 8) in (PCI_BRIDGE_CLASS, PCI_HOST_BRIDGE_CLASS),
-                "driver": links["driver"],
+                "driver": links["driver"],   # the binding itself (uevent's DRIVER= is not read)
                 "driver_override": None if override in (None, "(null)", "") else override,
                 "iommu_unit": links["iommu"],
                 "iommu_group": links["iommu_group"],
@@ -585,6 +596,31 @@ def parse_amd_features(text):
     except ValueError:
         pass
     return None, None, "unrecognised format %r (expected %%llx or %%llx:%%llx)" % text[:80]
+
+
+def parse_pci_uevent(text):
+    """A PCI device's uevent -> {vendor, device, subsystem_vendor, subsystem_device, class, driver}.
+
+    Format (drivers/pci/pci-driver.c pci_uevent): PCI_CLASS=%04X, PCI_ID=%04X:%04X,
+    PCI_SUBSYS_ID=%04X:%04X, plus DRIVER= when a driver is bound. None when the
+    text lacks PCI_CLASS or PCI_ID (then the attribute files are read instead).
+    Callers take the driver from the ``driver`` link, the binding itself.
+    """
+    if not text:
+        return None
+    env = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            env[key] = value.strip()
+    pci_id, pci_class = env.get("PCI_ID", ""), env.get("PCI_CLASS")
+    vendor, sep, device = pci_id.partition(":")
+    if not sep or pci_class is None:
+        return None
+    sub_vendor, _sep, sub_device = env.get("PCI_SUBSYS_ID", "").partition(":")
+    return {"vendor": vendor, "device": device, "subsystem_vendor": sub_vendor or None,
+            "subsystem_device": sub_device or None, "class": pci_class,
+            "driver": env.get("DRIVER") or None}
 
 
 def parse_reserved_regions(text):

@@ -29,13 +29,15 @@ def pci_address(i):
 
 def build(root, n_devices=8, n_units=1, vendor="intel", vfio=(0,), bridge_groups=0,
           cmdline="BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro intel_iommu=on iommu=pt",
-          release="7.3.4-iommu-host", interrupt_remapping=True, holders=None):
+          release="7.3.4-iommu-host", interrupt_remapping=True, holders=None, uevent=True):
     """Create a tree with ``n_devices`` PCI endpoints spread over ``n_units`` IOMMU units.
 
     ``vfio``: indexes of devices bound to vfio-pci (with a VFIO cdev); the rest
     are bound to e1000e. ``bridge_groups``: that many extra groups holding a
     conventional-PCI bridge plus two endpoints (a shared group).
     ``holders``: {pid: [fd target, ...]} to fake /proc/<pid>/fd links.
+    ``uevent``: write each device's uevent file (without it, readers fall back to
+    the separate attribute files).
     Returns the list of device addresses.
     """
     sysd = os.path.join(root, "sys")
@@ -82,6 +84,12 @@ def build(root, n_devices=8, n_units=1, vendor="intel", vfio=(0,), bridge_groups
                      ("subsystem_device", "0x0000"), ("class", cls), ("revision", "0x00"),
                      ("driver_override", "vfio-pci" if driver == "vfio-pci" else "(null)")):
             _write(os.path.join(ddir, f), v + "\n")
+        if uevent:  # drivers/pci/pci-driver.c pci_uevent (+ DRIVER= from the driver core)
+            _write(os.path.join(ddir, "uevent"),
+                   ("DRIVER=%s\n" % driver if driver else "")
+                   + "PCI_CLASS=%X\nPCI_ID=8086:10D3\nPCI_SUBSYS_ID=8086:0000\nPCI_SLOT_NAME=%s\n"
+                     "MODALIAS=pci:v00008086d000010D3sv00008086sd00000000bc%02Xsc%02Xi%02X\n"
+                   % (int(cls, 16), addr, int(cls, 16) >> 16, (int(cls, 16) >> 8) & 0xff, int(cls, 16) & 0xff))
         _link(os.path.join(sysd, "bus/pci/devices", addr), ddir)
         if driver:
             _link(os.path.join(ddir, "driver"), os.path.join(sysd, "bus/pci/drivers", driver))

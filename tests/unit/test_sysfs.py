@@ -204,3 +204,28 @@ def test_cmdline_parser_total(text):
         k, sep, v = token.partition("=")
         args.setdefault(k, []).append(v if sep else True)
     sysfs.cmdline_effects(args)
+
+
+def test_uevent_and_attribute_files_agree(tmp_path):
+    fast, slow = str(tmp_path / "fast"), str(tmp_path / "slow")
+    synthetic.build(fast, n_devices=6, vfio=(2,), bridge_groups=1, uevent=True)
+    synthetic.build(slow, n_devices=6, vfio=(2,), bridge_groups=1, uevent=False)
+    a, b = sysfs.SysfsReader(fast).pci_devices(), sysfs.SysfsReader(slow).pci_devices()
+    assert a == b
+    assert a["0000:01:02.0"]["class"] == "0x020000" and a["0000:80:00.0"]["is_bridge"] is True
+
+
+def test_parse_pci_uevent():
+    text = ("DRIVER=e1000e\nPCI_CLASS=20000\nPCI_ID=8086:10D3\nPCI_SUBSYS_ID=8086:0000\n"
+            "PCI_SLOT_NAME=0000:00:09.0\nMODALIAS=pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00\n")
+    assert sysfs.parse_pci_uevent(text) == {
+        "vendor": "8086", "device": "10D3", "subsystem_vendor": "8086", "subsystem_device": "0000",
+        "class": "20000", "driver": "e1000e"}
+    assert sysfs.parse_pci_uevent("PCI_SLOT_NAME=0000:00:09.0\n") is None
+    assert sysfs.parse_pci_uevent(None) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_uevent_parser_total(text):
+    sysfs.parse_pci_uevent(text)
