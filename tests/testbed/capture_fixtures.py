@@ -52,7 +52,7 @@ import os, re, sys, tarfile
 
 MAX = 64 * 1024
 BDF = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
-PCI_FILES = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class", "revision",
+PCI_FILES = ("uevent", "vendor", "device", "subsystem_vendor", "subsystem_device", "class", "revision",
              "driver_override", "numa_node", "enable")
 PCI_LINKS = ("driver", "iommu", "iommu_group", "physfn")
 MODULES = ("iommufd", "vfio", "vfio_pci", "vfio_pci_core", "vfio_iommu_type1")
