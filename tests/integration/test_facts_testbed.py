@@ -4,8 +4,10 @@ Every answer here comes from Linux 7.3.4 running under QEMU with an emulated
 IOMMU (tests/testbed): the iommufd ioctls are real, and so are the device
 resets they cause (counted in the guest's kernel log).
 """
+import io
 import json
 import os
+import tarfile
 
 import pytest
 
@@ -25,9 +27,45 @@ basename "$(readlink $d/driver)"
 """
 
 
+RELEASE = r"""
+d=/sys/bus/pci/devices/{dev}
+if [ "$(basename "$(readlink $d/driver 2>/dev/null)")" = vfio-pci ]; then
+  echo > $d/driver_override
+  echo {dev} > $d/driver/unbind
+  echo {dev} > /sys/bus/pci/drivers_probe
+fi
+"""
+
+# (guest, device) bound by the running test; restore_drivers gives them back after it,
+# so that tests sharing the session's guests do not depend on their order.
+_BOUND = []
+
+
 def bind_vfio(guest, dev=NIC):
     res = guest.run(BIND.format(dev=dev), timeout=120, check=True)
     assert res.stdout.strip() == "vfio-pci", res
+    _BOUND.append((guest, dev))
+
+
+@pytest.fixture(autouse=True)
+def restore_drivers():
+    yield
+    while _BOUND:
+        guest, dev = _BOUND.pop()
+        if guest.is_running():
+            guest.run(RELEASE.format(dev=dev), timeout=120, check=True)
+
+
+def push_module_utils(guest, dest):
+    """Copy the collection's module_utils into the guest (the checkout may be invisible there)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(os.path.join(REPO, "plugins", "module_utils"),
+                arcname="ansible_collections/iommu/host/plugins/module_utils",
+                filter=lambda ti: None if "__pycache__" in ti.name else ti)
+    res = guest.run("rm -rf {0} && mkdir -p {0} && tar -x -C {0}".format(dest), input=buf.getvalue(),
+                    timeout=120)
+    assert res.rc == 0, res
 
 
 def resets(guest, dev=NIC):
@@ -180,9 +218,11 @@ def test_no_iommu_host(testbed, ansible_playbook):
 @pytest.mark.testbed("none")
 def test_selftest_mock_reports_dirty_tracking(testbed):
     """The iommufd selftest mock device: the one real-kernel source of DIRTY_TRACKING here."""
+    guest = testbed["none"]
+    push_module_utils(guest, "/root/iommu-host")
     script = r"""
 import json, sys
-sys.path.insert(0, "%s/build/collections")
+sys.path.insert(0, "/root/iommu-host")
 from ansible_collections.iommu.host.plugins.module_utils import iommu_uapi as u
 from ansible_collections.iommu.host.plugins.module_utils import iommu_decode as d
 out = {}
@@ -193,8 +233,8 @@ for flags in (0, u.MOCK_FLAGS_DEVICE_NO_DIRTY, u.MOCK_FLAGS_DEVICE_PASID):
                   "decoded": d.decode_capabilities(info["capabilities"], info["max_pasid_log2"]),
                   "vendor": d.decode_hw_info_data(info["type_id"], info["data"])}
 print(json.dumps(out))
-""" % REPO
-    res = testbed["none"].run(["python3", "-c", script], timeout=120)
+"""
+    res = guest.run(["python3", "-c", script], timeout=120)
     assert res.rc == 0, res
     out = json.loads(res.stdout)
     for flags, caps, pasid in (("0", 0x9, 0), ("1", 0x8, 0), ("4", 0x9, 20)):

@@ -1,7 +1,7 @@
 """The preflight gate (role iommu.host.preflight) against real-kernel guests."""
 import pytest
 
-from test_facts_testbed import NIC, bind_vfio
+from test_facts_testbed import NIC, bind_vfio, restore_drivers  # noqa: F401 (autouse fixture)
 
 FAIL_TASK = "Fail when requirements are not met (enforcing mode)"
 SHARED = ("0000:02:01.0", "0000:02:02.0")
@@ -112,18 +112,13 @@ def test_no_iommu_fails_iommu_present(ansible_playbook):
 def test_shared_group_names_the_other_member(testbed, ansible_playbook):
     guest = testbed["intel"]
     bind_vfio(guest, SHARED[0])
-    try:
-        result = ansible_playbook(gate_play("intel", ["passthrough"], devices=[SHARED[0]], mode="report"))
-        assert result.rc == 0, result
-        status, by_id = verdict(result, "intel")
-        assert status == "fail"
-        group = by_id["device.group_viable"][0]
-        assert group["status"] == "fail" and group["device"] == SHARED[0]
-        assert SHARED[1] in group["message"] and "e1000" in group["message"]
-    finally:
-        d = "/sys/bus/pci/devices/%s" % SHARED[0]
-        guest.run("echo > %s/driver_override; echo %s > %s/driver/unbind; echo %s > /sys/bus/pci/drivers_probe"
-                  % (d, SHARED[0], d, SHARED[0]), timeout=60)
+    result = ansible_playbook(gate_play("intel", ["passthrough"], devices=[SHARED[0]], mode="report"))
+    assert result.rc == 0, result
+    status, by_id = verdict(result, "intel")
+    assert status == "fail"
+    group = by_id["device.group_viable"][0]
+    assert group["status"] == "fail" and group["device"] == SHARED[0]
+    assert SHARED[1] in group["message"] and "e1000" in group["message"]
 
 
 @pytest.mark.testbed

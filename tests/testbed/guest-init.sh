@@ -17,7 +17,6 @@
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 say() { echo "testbed-init: $*"; }
-here=$(dirname "$0")
 
 if [ "$1" != stage2 ]; then
   say "stage 1: overlay root"
@@ -95,7 +94,7 @@ fi
 # Without systemd, reboot/shutdown/poweroff/halt are shims that call reboot(2)
 # (ansible.builtin.reboot runs `shutdown -r`).
 for cmd in reboot shutdown poweroff halt; do
-  ln -sfn "$here/guest-power.sh" "/usr/sbin/$cmd"
+  ln -sfn "$state/share/guest-power.sh" "/usr/sbin/$cmd"
 done
 
 # root's home: a fresh Debian home (from /etc/skel), not the host's /root,

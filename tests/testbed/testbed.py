@@ -460,6 +460,9 @@ class Guest:
             _keygen(self.key, "testbed-client-%s" % self.name)
         (self.share_dir / "authorized_keys").write_text(
             Path(str(self.key) + ".pub").read_text())
+        # The guest must not depend on the checkout's path after boot: its /tmp is a
+        # tmpfs, which hides a checkout under /tmp (CI may clone there).
+        shutil.copy2(HERE / "guest-power.sh", self.share_dir / "guest-power.sh")
         (self.share_dir / "guest.env").write_text(
             "TESTBED_NAME=%s\nTESTBED_PROFILE=%s\n" % (shlex.quote(self.name), shlex.quote(self.profile)))
         if self.persist and not self.persist_img.exists():
