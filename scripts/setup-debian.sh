@@ -70,7 +70,9 @@ setup_sanity() {
 }
 
 setup_testbed() {
-  need_debs qemu-system-x86 openssh-server openssh-client python3 iproute2 pciutils kmod
+  # The guests boot the host's root filesystem: udev runs its udevd (boot-time rules),
+  # grub2-common gives them a real update-grub/grub-mkconfig for iommu.host.kernel_args.
+  need_debs qemu-system-x86 openssh-server openssh-client python3 iproute2 pciutils kmod udev grub2-common
 }
 
 want=${1:-venv}

@@ -41,6 +41,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "testbed"))
 import testbed as tb  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import guestops  # noqa: E402
+
 VENV_BIN = REPO / ".venv" / "bin"
 COLLECTIONS = REPO / "build" / "collections"
 CALLBACKS = REPO / "tests" / "testbed" / "callback_plugins"
@@ -308,6 +311,13 @@ def testbed_adhoc(request, inventory_path):
     os.environ.setdefault("ANSIBLE_HOST_KEY_CHECKING", "False")
     return plugin.initialize(request.config, request, inventory=str(inventory_path),
                              host_pattern="testbed", connection="ssh", user="root")
+
+
+@pytest.fixture(autouse=True)
+def restore_drivers():
+    """Give back, after each test, the devices it bound with guestops.bind_vfio."""
+    yield
+    guestops.restore_bound()
 
 
 def pytest_collection_modifyitems(config, items):

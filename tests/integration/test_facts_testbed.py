@@ -11,49 +11,10 @@ import tarfile
 
 import pytest
 
+from guestops import NIC, bind_vfio
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NIC = "0000:00:09.0"     # e1000e bound to vfio-pci for these tests
 OTHER_NIC = "0000:00:08.0"  # e1000e left to its driver
-
-BIND = r"""
-set -e
-d=/sys/bus/pci/devices/{dev}
-if [ "$(basename "$(readlink $d/driver 2>/dev/null)")" != vfio-pci ]; then
-  echo vfio-pci > $d/driver_override
-  if [ -e $d/driver ]; then echo {dev} > $d/driver/unbind; fi
-  echo {dev} > /sys/bus/pci/drivers_probe
-fi
-basename "$(readlink $d/driver)"
-"""
-
-
-RELEASE = r"""
-d=/sys/bus/pci/devices/{dev}
-if [ "$(basename "$(readlink $d/driver 2>/dev/null)")" = vfio-pci ]; then
-  echo > $d/driver_override
-  echo {dev} > $d/driver/unbind
-  echo {dev} > /sys/bus/pci/drivers_probe
-fi
-"""
-
-# (guest, device) bound by the running test; restore_drivers gives them back after it,
-# so that tests sharing the session's guests do not depend on their order.
-_BOUND = []
-
-
-def bind_vfio(guest, dev=NIC):
-    res = guest.run(BIND.format(dev=dev), timeout=120, check=True)
-    assert res.stdout.strip() == "vfio-pci", res
-    _BOUND.append((guest, dev))
-
-
-@pytest.fixture(autouse=True)
-def restore_drivers():
-    yield
-    while _BOUND:
-        guest, dev = _BOUND.pop()
-        if guest.is_running():
-            guest.run(RELEASE.format(dev=dev), timeout=120, check=True)
 
 
 def push_module_utils(guest, dest):

@@ -1,7 +1,7 @@
 """The preflight gate (role iommu.host.preflight) against real-kernel guests."""
 import pytest
 
-from test_facts_testbed import NIC, bind_vfio, restore_drivers  # noqa: F401 (autouse fixture)
+from guestops import NIC, bind_vfio
 
 FAIL_TASK = "Fail when requirements are not met (enforcing mode)"
 SHARED = ("0000:02:01.0", "0000:02:02.0")

@@ -75,6 +75,23 @@ grep -q " $TESTBED_NAME\$" /etc/hosts 2>/dev/null || echo "127.0.1.1 $TESTBED_NA
 rm -f /etc/resolv.conf
 echo "nameserver 10.0.2.3" > /etc/resolv.conf
 
+# udev, when installed (scripts/setup-debian.sh testbed installs it): rules under
+# /etc/udev/rules.d apply at boot as on a real host (e.g. iommu.host.vfio_pci's
+# persistence rule). Interface renaming is masked in this guest's overlay so the
+# NICs keep their kernel names; only PCI devices are coldplugged.
+udevd=/lib/systemd/systemd-udevd
+if [ -x "$udevd" ]; then
+  mkdir -p /etc/udev/rules.d
+  ln -sfn /dev/null /etc/udev/rules.d/80-net-setup-link.rules
+  if "$udevd" --daemon; then
+    udevadm trigger --action=add --subsystem-match=pci
+    udevadm settle --timeout=30 || say "udevadm settle timed out"
+    say "udev started (PCI coldplug done)"
+  else
+    say "WARNING: systemd-udevd did not start"
+  fi
+fi
+
 # Management NIC: the (only) virtio-net interface.
 ip link set lo up
 mgmt=
