@@ -267,10 +267,10 @@ def resolve_device(reader, spec):
             return None, "%s: no such VFIO cdev (no /sys/class/vfio-dev/%s)" % (text, name)
         text = real
     base = text.rstrip("/").rsplit("/", 1)[-1]
-    if sysfs.PCI_ADDRESS_RE.match(base):
-        address = base if base.count(":") == 2 else "0000:" + base
+    address = sysfs.normalize_pci_address(base)
+    if address:
         if reader.exists("/sys/bus/pci/devices/%s" % address):
-            return "pci", address.lower()
+            return "pci", address
         return None, "%s: no PCI device %s in /sys/bus/pci/devices" % (spec, address)
     if reader.exists("/sys/bus/mdev/devices/%s" % base):
         return "mdev", base

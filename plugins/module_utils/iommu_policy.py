@@ -29,6 +29,8 @@ from __future__ import absolute_import, division, print_function
 import json
 import re
 
+from ansible_collections.iommu.host.plugins.module_utils import iommu_sysfs as sysfs
+
 try:
     import jmespath
     HAS_JMESPATH = True
@@ -55,7 +57,6 @@ QEMU_MASTER = (10, 2, 50)
 
 ALL_VFIO = "all_vfio"
 
-_PCI_ADDRESS_RE = re.compile(r"^(?:([0-9a-f]{4,}):)?([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
 _VENDOR_DEVICE_RE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{4}|\*)$")
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -377,13 +378,6 @@ def resolve_profiles(profiles, params=None):
 # Device selection
 
 
-def _norm_address(text):
-    m = _PCI_ADDRESS_RE.match(text)
-    if not m:
-        return None
-    return "%s:%s:%s.%s" % (m.group(1) or "0000", m.group(2), m.group(3), m.group(4))
-
-
 def select_devices(facts, devices):
     """Resolve device specs against the facts.
 
@@ -415,13 +409,13 @@ def select_devices(facts, devices):
             continue
         text = spec.strip().lower()
         found = []
+        addr = sysfs.normalize_pci_address(text)
         if text.replace("-", "_") == ALL_VFIO:
             found = [a for a in sorted(pci_devs) if _dict(pci_devs[a]).get("driver") == "vfio-pci"]
             if not found:
                 problems.append((spec, "no PCI device is bound to vfio-pci on this host"))
             pci.extend(a for a in found if a not in pci)
-        elif _norm_address(text):
-            addr = _norm_address(text)
+        elif addr:
             if addr in pci_devs:
                 found = [addr]
                 if addr not in pci:

@@ -497,6 +497,14 @@ class SysfsReader:
 # Pure parsers (also used by unit and property tests)
 
 
+def normalize_pci_address(text):
+    """'00:09.0' / '0000:00:09.0' (any case) -> '0000:00:09.0'; None when not a PCI address."""
+    text = str(text).strip().lower()
+    if not PCI_ADDRESS_RE.match(text):
+        return None
+    return text if text.count(":") == 2 else "0000:" + text
+
+
 def _split_cmdline(raw):
     """Split a kernel command line like the kernel does (double quotes group)."""
     out, cur, quoted = [], [], False

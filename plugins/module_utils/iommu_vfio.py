@@ -38,7 +38,6 @@ MANAGED_MARK = "# Managed by iommu.host.vfio_pci"
 
 _ID_RE = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$")
 _GROUP_RE = re.compile(r"^(?:group[:=]?)?([0-9]+)$")
-_PCI_COMPONENT_RE = re.compile(r"^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 # One managed rule line; the original driver is kept in a comment on the line before it.
 _RULE_RE = re.compile(r'KERNEL=="([^"]+)"')
 _ORIG_RE = re.compile(r"^# device (\S+) (\S+) original-driver=(\S+)$")
@@ -62,16 +61,12 @@ class VfioError(Exception):
 # Selection
 
 
-def normalize_address(text):
-    text = text.strip().lower()
-    return text if text.count(":") == 2 else "0000:" + text
-
-
 def parse_selector(spec):
     """'0000:00:09.0' / '00:09.0' / '8086:10d3' / 7 / 'group:7' -> (kind, value) or (None, reason)."""
     text = str(spec).strip()
-    if sysfs.PCI_ADDRESS_RE.match(text):
-        return "address", normalize_address(text)
+    address = sysfs.normalize_pci_address(text)
+    if address:
+        return "address", address
     m = _ID_RE.match(text)
     if m:
         return "id", "%s:%s" % (m.group(1).lower(), m.group(2).lower())
@@ -177,7 +172,7 @@ def owning_pci_function(real_path):
     """The PCI function that owns a sysfs device path (the last PCI address component)."""
     owner = None
     for part in real_path.split(os.sep):
-        if _PCI_COMPONENT_RE.match(part):
+        if part.count(":") == 2 and sysfs.PCI_ADDRESS_RE.match(part):   # sysfs names carry the domain
             owner = part.lower()
     return owner
 
