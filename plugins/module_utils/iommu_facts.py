@@ -177,8 +177,8 @@ def gather(root="/", sysfs_only=False, selected=None, in_type=None, query=None):
         decoded = decode_unit_registers(unit)
         unit["decoded"] = decoded
         unit["source"] = "sysfs:%s" % unit["sysfs"]
-    groups = reader.groups()
     devices = reader.pci_devices()
+    groups = reader.groups(devices)
     holders = reader.vfio_holders()
     for dev in devices.values():
         _device_view(dev, groups, devices, units, holders)
@@ -282,7 +282,7 @@ def query_named(specs, in_type=None, check_mode=False, root="/", query=None):
     reader = sysfs.SysfsReader(root)
     release = reader.kernel_release()
     devices = reader.pci_devices()
-    groups = reader.groups()
+    groups = reader.groups(devices)
     units = reader.units()
     holders = reader.vfio_holders()
     irq = reader.interrupt_remapping()["enabled"]

@@ -311,14 +311,26 @@ class SysfsReader:
             units[name] = unit
         return units
 
-    def groups(self):
+    def groups(self, pci_devices=None):
+        """IOMMU groups: default domain type, name, members, reserved regions.
+
+        ``pci_devices`` (from pci_devices()) lets the members of groups that hold
+        PCI functions come from the functions' iommu_group links instead of one
+        directory listing per group: the kernel puts PCI functions only in groups
+        of PCI functions (drivers/iommu/iommu.c pci_device_group: DMA aliases and
+        ACS), so those links are the whole membership. Other groups are listed.
+        """
+        by_group = {}
+        for addr, dev in (pci_devices or {}).items():
+            if dev.get("iommu_group"):
+                by_group.setdefault(dev["iommu_group"], []).append(addr)
         groups = {}
         top = "/sys/kernel/iommu_groups"
-        for gid, rel, scan in self.scan_all(top, ("type", "name", "reserved_regions"), (), ("devices",)):
+        for gid, rel, scan in self.scan_all(top, ("type", "name", "reserved_regions"), (), ()):
             if scan is None:
                 continue
-            attr, _links, subdirs = scan
-            members = subdirs["devices"]
+            attr = scan[0]
+            members = sorted(by_group[gid]) if gid in by_group else self.listdir(rel + "/devices")
             regions, problems = parse_reserved_regions(attr["reserved_regions"])
             for p in problems:
                 self._error(rel + "/reserved_regions", p)

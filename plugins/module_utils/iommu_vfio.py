@@ -543,7 +543,7 @@ def build_plan(reader, specs, state="present", group_policy="bind_all", persiste
                rules_file=DEFAULT_RULES_FILE, modules_file=DEFAULT_MODULES_FILE, scanner=None):
     """What a run would do. Pure: reads only. Raises VfioError listing every problem."""
     devices = reader.pci_devices()
-    groups = reader.groups()
+    groups = reader.groups(devices)
     selected, failures = select(specs, devices, groups)
     if failures:
         raise VfioError(_summary(failures), failures)

@@ -229,3 +229,23 @@ def test_parse_pci_uevent():
 @given(st.text(max_size=300))
 def test_uevent_parser_total(text):
     sysfs.parse_pci_uevent(text)
+
+
+@pytest.mark.parametrize("name", ["intel", "intel-vfio", "amd", "none"])
+def test_group_members_from_links_equal_listing(name):
+    from tests.support import fixture_trees
+    r = sysfs.SysfsReader(fixture_trees.root(name))
+    assert r.groups(r.pci_devices()) == r.groups()
+
+
+def test_non_pci_groups_are_listed(tmp_path):
+    root = str(tmp_path)
+    synthetic.build(root, n_devices=2)
+    platform = os.path.join(root, "sys/kernel/iommu_groups/99")
+    os.makedirs(os.path.join(platform, "devices/arm-smmu-v3.0.auto"))
+    with open(os.path.join(platform, "type"), "w") as f:
+        f.write("DMA\n")
+    r = sysfs.SysfsReader(root)
+    groups = r.groups(r.pci_devices())
+    assert groups["99"]["devices"] == ["arm-smmu-v3.0.auto"]
+    assert groups == r.groups()
