@@ -853,8 +853,11 @@ def inventory(guests, path=None) -> Path:
             "ansible_connection": "ssh",
             "ansible_ssh_private_key_file": str(g.key),
             "ansible_python_interpreter": GUEST_PYTHON,
+            # Keepalives: when a guest reboots, QEMU's user-mode NAT does not reset the host side
+            # of the TCP connection, and an SSH ControlMaster on it would hang instead of failing
+            # (seen with ansible.builtin.reboot); 5 s x 6 missed answers drop it in 30 s.
             "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-                                       "-o IdentitiesOnly=yes",
+                                       "-o IdentitiesOnly=yes -o ServerAliveInterval=5 -o ServerAliveCountMax=6",
             "testbed_profile": g.profile,
             "testbed_dir": str(g.dir),
         }
