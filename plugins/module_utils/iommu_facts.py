@@ -158,6 +158,23 @@ def compare_with_sysfs(hw, unit):
     return {"equal": not mismatches, "mismatches": mismatches}
 
 
+def query_hw_info(dev, query, in_type, interrupt_remapping, release, units):
+    """Bind ``dev``'s VFIO cdev to a private iommufd context and read its hw_info.
+
+    This resets the device (see iommu_uapi.bind_iommufd). The sysfs context given to
+    the query explains an EPERM. Raises iommu_uapi.IommuError.
+    ``query``: the function doing the ioctls (default iommu_uapi.query_device; tests inject one).
+    """
+    context = {"interrupt_remapping": interrupt_remapping, "group_other_drivers": dev["group_blockers"],
+               "in_use_by": dev["in_use_by"]}
+    info = (query or uapi.query_device)(uapi.VFIO_CDEV_DIR + "/" + dev["vfio_cdev"], in_type=in_type,
+                                        device=dev["address"], context=context)
+    hw = hw_info_result(info, release)
+    hw["device_reset"] = True
+    hw["consistent_with_sysfs"] = compare_with_sysfs(hw, units.get(dev["iommu_unit"]))
+    return hw
+
+
 def gather(root="/", sysfs_only=False, selected=None, in_type=None, query=None):
     """Collect the ``iommu`` facts below ``root``.
 
@@ -187,33 +204,23 @@ def gather(root="/", sysfs_only=False, selected=None, in_type=None, query=None):
 
     queried = []
     mode = "sysfs_only" if sysfs_only else "iommufd"
-    if not sysfs_only:
-        query = query or uapi.query_device
-        for addr in query_candidates(devices, selected):
-            dev = devices[addr]
-            context = {
-                "interrupt_remapping": kernel["interrupt_remapping"]["enabled"],
-                "group_other_drivers": dev["group_blockers"],
-                "in_use_by": dev["in_use_by"],
-            }
-            try:
-                info = query(uapi.VFIO_CDEV_DIR + "/" + dev["vfio_cdev"], in_type=in_type,
-                             device=addr, context=context)
-            except uapi.IommuError as e:
-                dev["hw_info"] = {"source": "iommufd", "error": e.as_dict()}
-                findings.append(dict(e.as_dict(), severity="warning"))
-                continue
-            hw = hw_info_result(info, release)
-            hw["device_reset"] = True
-            hw["consistent_with_sysfs"] = compare_with_sysfs(hw, units.get(dev["iommu_unit"]))
-            dev["hw_info"] = hw
-            queried.append(addr)
-            unit = units.get(dev["iommu_unit"])
-            if unit is not None and "iommufd" not in unit:
-                unit["iommufd"] = {"via": addr, "type": hw["type"], "vendor": hw["vendor"],
-                                   "consistent_with_sysfs": hw["consistent_with_sysfs"]}
-    for addr in query_candidates(devices, selected) if sysfs_only else []:
-        devices[addr]["hw_info"] = {"source": "none", "skipped": "sysfs_only: device not opened"}
+    for addr in query_candidates(devices, selected):
+        dev = devices[addr]
+        if sysfs_only:
+            dev["hw_info"] = {"source": "none", "skipped": "sysfs_only: device not opened"}
+            continue
+        try:
+            hw = query_hw_info(dev, query, in_type, kernel["interrupt_remapping"]["enabled"], release, units)
+        except uapi.IommuError as e:
+            dev["hw_info"] = {"source": "iommufd", "error": e.as_dict()}
+            findings.append(dict(e.as_dict(), severity="warning"))
+            continue
+        dev["hw_info"] = hw
+        queried.append(addr)
+        unit = units.get(dev["iommu_unit"])
+        if unit is not None and "iommufd" not in unit:
+            unit["iommufd"] = {"via": addr, "type": hw["type"], "vendor": hw["vendor"],
+                               "consistent_with_sysfs": hw["consistent_with_sysfs"]}
     for dev in devices.values():
         if dev["driver"] == "vfio-pci" and dev["in_use_by"] and "hw_info" not in dev:
             dev["hw_info"] = {"source": "none",
@@ -286,7 +293,6 @@ def query_named(specs, in_type=None, check_mode=False, root="/", query=None):
     units = reader.units()
     holders = reader.vfio_holders()
     irq = reader.interrupt_remapping()["enabled"]
-    query = query or uapi.query_device
     results, failures = {}, []
     for spec in specs:
         kind, address = resolve_device(reader, spec)
@@ -306,18 +312,12 @@ def query_named(specs, in_type=None, check_mode=False, root="/", query=None):
         if check_mode:
             results[address] = {"source": "none", "skipped": "check mode: device not opened (opening resets it)"}
             continue
-        context = {"interrupt_remapping": irq, "group_other_drivers": dev["group_blockers"],
-                   "in_use_by": dev["in_use_by"]}
         try:
-            info = query(uapi.VFIO_CDEV_DIR + "/" + dev["vfio_cdev"], in_type=in_type,
-                         device=address, context=context)
+            hw = query_hw_info(dev, query, in_type, irq, release, units)
         except uapi.IommuError as e:
             failures.append(e.as_dict())
             continue
-        hw = hw_info_result(info, release)
-        hw["device_reset"] = True
         hw["iommu_unit"] = dev["iommu_unit"]
-        hw["consistent_with_sysfs"] = compare_with_sysfs(hw, units.get(dev["iommu_unit"]))
         results[address] = hw
     return results, failures
 

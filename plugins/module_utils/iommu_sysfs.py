@@ -65,10 +65,6 @@ _RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$")
 PCI_ADDRESS_RE = re.compile(r"^([0-9a-fA-F]{4,}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 
 
-def _int(text, base=0):
-    return int(text.strip(), base)
-
-
 class SysfsReader:
     """Reads what the kernel exposes about IOMMUs below ``root``."""
 
@@ -114,16 +110,6 @@ class SysfsReader:
         except (IOError, OSError) as e:
             if e.errno not in (errno.ENOENT, errno.ENOTDIR):
                 self._error(rel, os.strerror(e.errno))
-            return None
-
-    def read_int(self, rel, base=0):
-        text = self.read(rel)
-        if text is None:
-            return None
-        try:
-            return _int(text, base)
-        except ValueError:
-            self._error(rel, "not an integer: %r" % text[:80])
             return None
 
     def link_name(self, rel):
