@@ -5,7 +5,7 @@
 
 from __future__ import absolute_import, division, print_function
 
-from ansible_collections.iommu.host.plugins.module_utils import iommu_policy
+from ansible_collections.iommu.host.plugins.module_utils import policy
 
 __metaclass__ = type
 
@@ -16,10 +16,10 @@ def check(data, profiles=None, devices=None, params=None, custom=None, host=None
     ``data`` is ansible_facts (holding ``iommu``) or the ``iommu`` facts themselves. Bad facts or a
     bad configuration never raise: they become ``fail`` findings in the result.
     """
-    return iommu_policy.evaluate(
+    return policy.evaluate(
         data,
         profiles=profiles if profiles is not None else ["passthrough"],
-        devices=devices if devices is not None else iommu_policy.ALL_VFIO,
+        devices=devices if devices is not None else policy.ALL_VFIO,
         host=host,
         custom=custom,
         params=params,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 # Copyright: iommu.host contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Golden vectors for plugins/module_utils/iommu_decode.py, computed by the kernel's own macros.
+"""Golden vectors for plugins/module_utils/decode/, computed by the kernel's own macros.
 
 What it does
 ------------

@@ -8,7 +8,12 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.iommu.host.plugins.module_utils import iommu_decode as D
+from ansible_collections.iommu.host.plugins.module_utils import decode as D
+from ansible_collections.iommu.host.plugins.module_utils.decode.amd import _AMD_EFR, _AMD_EFR2
+from ansible_collections.iommu.host.plugins.module_utils.decode.hw_info import _STRUCTS
+from ansible_collections.iommu.host.plugins.module_utils.decode.smmuv3 import (
+    _SMMU_AIDR, _SMMU_IDR0, _SMMU_IDR1, _SMMU_IDR3, _SMMU_IDR5, _SMMU_IIDR, _SMMU_TABLES)
+from ansible_collections.iommu.host.plugins.module_utils.decode.vtd import _VTD_CAP, _VTD_ECAP
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -137,7 +142,7 @@ def test_hw_info_data_any_type_and_length(type_id, data):
     r = D.decode_hw_info_data(type_id, data)
     no_internal_error(r)
     assert r["type_id"] == type_id
-    layout = D._STRUCTS.get(type_id)
+    layout = _STRUCTS.get(type_id)
     if layout is None:
         assert r["type"] == D.HW_INFO_TYPES.get(type_id, "unknown")
         assert r["raw"]["data"] == data.hex()
@@ -224,14 +229,14 @@ def table_fields(draw, table):
 
 
 @SETTINGS
-@given(table_fields(D._VTD_CAP), table_fields(D._VTD_ECAP))
+@given(table_fields(_VTD_CAP), table_fields(_VTD_ECAP))
 def test_vtd_round_trip(cap_fields, ecap_fields):
-    cap = sum(v << shift for v, (_k, shift, _w, _t) in zip(cap_fields, D._VTD_CAP))
-    ecap = sum(v << shift for v, (_k, shift, _w, _t) in zip(ecap_fields, D._VTD_ECAP))
+    cap = sum(v << shift for v, (_k, shift, _w, _t) in zip(cap_fields, _VTD_CAP))
+    ecap = sum(v << shift for v, (_k, shift, _w, _t) in zip(ecap_fields, _VTD_ECAP))
     r = D.decode_hw_info_data(1, D.pack_hw_info_data(1, flags=1, cap_reg=cap, ecap_reg=ecap))
-    for v, (key, _s, width, transform) in zip(cap_fields, D._VTD_CAP):
+    for v, (key, _s, width, transform) in zip(cap_fields, _VTD_CAP):
         assert raw_field(r["cap"][key], transform, width) == v, key
-    for v, (key, _s, width, transform) in zip(ecap_fields, D._VTD_ECAP):
+    for v, (key, _s, width, transform) in zip(ecap_fields, _VTD_ECAP):
         assert raw_field(r["ecap"][key], transform, width) == v, key
     assert r["derived"]["undecoded_bits_set"] == {"cap": "0x0", "ecap": "0x0"}
 
@@ -259,25 +264,25 @@ def check_masks(section, values, table):
 
 
 @SETTINGS
-@given(mask_fields(D._AMD_EFR), mask_fields(D._AMD_EFR2))
+@given(mask_fields(_AMD_EFR), mask_fields(_AMD_EFR2))
 def test_amd_round_trip(efr_fields, efr2_fields):
-    efr, efr2 = compose(efr_fields, D._AMD_EFR), compose(efr2_fields, D._AMD_EFR2)
+    efr, efr2 = compose(efr_fields, _AMD_EFR), compose(efr2_fields, _AMD_EFR2)
     r = D.decode_request({"type": "amd", "data": D.pack_hw_info_data(4, efr=efr, efr2=efr2).hex()})
-    check_masks(r["efr"], efr_fields, D._AMD_EFR)
-    check_masks(r["efr2"], efr2_fields, D._AMD_EFR2)
+    check_masks(r["efr"], efr_fields, _AMD_EFR)
+    check_masks(r["efr2"], efr2_fields, _AMD_EFR2)
 
 
 @SETTINGS
-@given(mask_fields(D._SMMU_IDR0), mask_fields(D._SMMU_IDR1), mask_fields(D._SMMU_IDR3),
-       mask_fields(D._SMMU_IDR5), mask_fields(D._SMMU_IIDR), mask_fields(D._SMMU_AIDR), U32, U32)
+@given(mask_fields(_SMMU_IDR0), mask_fields(_SMMU_IDR1), mask_fields(_SMMU_IDR3),
+       mask_fields(_SMMU_IDR5), mask_fields(_SMMU_IIDR), mask_fields(_SMMU_AIDR), U32, U32)
 def test_smmuv3_round_trip(f0, f1, f3, f5, fi, fa, idr2, idr4):
-    regs = dict(idr0=compose(f0, D._SMMU_IDR0), idr1=compose(f1, D._SMMU_IDR1), idr2=idr2,
-                idr3=compose(f3, D._SMMU_IDR3), idr4=idr4, idr5=compose(f5, D._SMMU_IDR5),
-                iidr=compose(fi, D._SMMU_IIDR), aidr=compose(fa, D._SMMU_AIDR))
+    regs = dict(idr0=compose(f0, _SMMU_IDR0), idr1=compose(f1, _SMMU_IDR1), idr2=idr2,
+                idr3=compose(f3, _SMMU_IDR3), idr4=idr4, idr5=compose(f5, _SMMU_IDR5),
+                iidr=compose(fi, _SMMU_IIDR), aidr=compose(fa, _SMMU_AIDR))
     r = D.decode_hw_info_data(2, D.pack_hw_info_data(2, **regs))
     assert r["errors"] == []
     for name, values in (("idr0", f0), ("idr1", f1), ("idr3", f3), ("idr5", f5), ("iidr", fi), ("aidr", fa)):
-        check_masks(r[name], values, D._SMMU_TABLES[name])
+        check_masks(r[name], values, _SMMU_TABLES[name])
     assert r["idr2"] == {"raw": hex(idr2)} and r["idr4"] == {"raw": hex(idr4)}
 
 

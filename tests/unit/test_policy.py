@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: iommu.host contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The preflight requirement engine (module_utils/iommu_policy.py) and the iommu.host.check filter.
+"""The preflight requirement engine (module_utils/policy/) and the iommu.host.check filter.
 
 Facts come from synthetic sysfs trees gathered with a fake iommufd query (as in test_facts.py),
 then varied by hand: hw_info answers are built with the real decoders from packed vendor
@@ -21,9 +21,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.iommu.host.plugins.filter import check as check_filter
-from ansible_collections.iommu.host.plugins.module_utils import iommu_decode as D
+from ansible_collections.iommu.host.plugins.module_utils import decode as D
 from ansible_collections.iommu.host.plugins.module_utils import iommu_facts
-from ansible_collections.iommu.host.plugins.module_utils import iommu_policy as P
+from ansible_collections.iommu.host.plugins.module_utils import policy as P
+from ansible_collections.iommu.host.plugins.module_utils.policy import custom as policy_custom
+from ansible_collections.iommu.host.plugins.module_utils.policy.engine import _RANK
+from ansible_collections.iommu.host.plugins.module_utils.policy.facts import _dev_path
 from tests.support import synthetic
 from tests.unit.test_facts import Recorder
 
@@ -180,7 +183,7 @@ def test_result_and_finding_shape(facts):
         if x["status"] in (P.FAIL, P.WARN):
             assert x["remedy"], x
         json.dumps(x)  # plain data
-    ranks = [P._RANK[x["status"]] for x in r["findings"]]
+    ranks = [_RANK[x["status"]] for x in r["findings"]]
     assert ranks == sorted(ranks)  # failures first
     assert r["summary"][0].startswith("h1: FAIL - ")
     assert len(r["summary"]) == len(r["findings"]) + 1
@@ -415,7 +418,7 @@ def test_migration_dirty_tracking_from_hw_info(facts):
     f = set_vtd(copy.deepcopy(facts), VTD_CAP_FULL, VTD_ECAP_FULL, caps=0x9)
     s, m, x = status(f, "migration.dirty_tracking", profiles=LM)
     assert s == P.PASS and "IOMMU_HW_CAP_DIRTY_TRACKING" in m
-    assert x["evidence"][P._dev_path(DEV, "hw_info", "capabilities", "dirty_tracking")] is True
+    assert x["evidence"][_dev_path(DEV, "hw_info", "capabilities", "dirty_tracking")] is True
     s, m, x = status(facts, "migration.dirty_tracking", profiles=LM)
     assert s == P.FAIL
     assert "\"%s: VFIO device doesn't support device and IOMMU dirty tracking\"" % DEV in m
@@ -524,7 +527,7 @@ def test_intel_aw_bits(facts):
     s, m, x = status(facts, "viommu.intel.aw_bits", profiles=INTEL, params=GOOD_INTEL)
     assert s == P.FAIL and "\"vfio %s: Failed to set vIOMMU: aw-bits 48 > host aw-bits 39\"" % DEV in m
     assert "aw-bits=39" in x["remedy"] and "compute_vasz_lg2_ss" in x["evidence"]["basis"]
-    assert x["evidence"][P._dev_path(DEV, "hw_info", "vendor") + ".derived.second_stage_iova_bits"] == 39
+    assert x["evidence"][_dev_path(DEV, "hw_info", "vendor") + ".derived.second_stage_iova_bits"] == 39
     assert status(facts, "viommu.intel.aw_bits", profiles=INTEL, params={"aw_bits": 39})[0] == P.PASS
     f = set_vtd(copy.deepcopy(facts), VTD_CAP_48, VTD_ECAP_LEGACY)
     assert status(f, "viommu.intel.aw_bits", profiles=INTEL)[0] == P.PASS
@@ -873,7 +876,7 @@ def test_custom_checks(facts):
 
 
 def test_custom_without_jmespath(facts, monkeypatch):
-    monkeypatch.setattr(P, "HAS_JMESPATH", False)
+    monkeypatch.setattr(policy_custom, "HAS_JMESPATH", False)
     r = run(facts, custom=[{"name": "pt", "expression": "cmdline.effects.passthrough", "expected": True,
                             "severity": "warn"}])
     x = find(r, "custom.pt")

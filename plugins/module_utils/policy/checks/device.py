@@ -1,0 +1,168 @@
+# -*- coding: utf-8 -*-
+# Copyright: iommu.host contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Device checks: can QEMU open and bind each assigned PCI function (scope device).
+
+device.vfio_pci (bound to vfio-pci), device.not_in_use (no process holds its VFIO node),
+device.group_viable (every other endpoint of its IOMMU group on vfio-pci/pci-stub),
+device.hw_info (IOMMU_GET_HW_INFO obtained). Rules mirror QEMU hw/vfio/iommufd.c
+(iommufd_cdev_getfd, the iommufd bind, hiod_iommufd_vfio_realize) and Linux drivers/vfio/group.c.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+from ansible_collections.iommu.host.plugins.module_utils.policy.facts import _dev_path, _dict, _get, _list, _text
+from ansible_collections.iommu.host.plugins.module_utils.policy.registry import FAIL, NA, PASS, WARN, _check, _r
+
+__metaclass__ = type
+
+
+_MDEV_DRIVER = ("mediated device: it is not a PCI function on vfio-pci; QEMU detects it as an mdev "
+                "(hw/vfio/pci.c vfio_pci_realize, vfio_device_is_mdev)")
+_MDEV_HW_INFO = ("mediated device: QEMU makes no IOMMU_GET_HW_INFO call and allocates no HWPT for mdevs "
+                 "(hw/vfio/iommufd.c iommufd_cdev_attach_container: \"mdevs aren't physical devices\")")
+_MDEV_GROUP = "mediated device: its IOMMU group is a software group owned by its parent's driver"
+
+
+def _bind_remedy(addr, driver):
+    unbind = "echo {a} > /sys/bus/pci/devices/{a}/driver/unbind; " if driver else ""
+    return ("Bind it to vfio-pci: 'driverctl set-override {a} vfio-pci', or "
+            "'echo vfio-pci > /sys/bus/pci/devices/{a}/driver_override; " + unbind +
+            "echo {a} > /sys/bus/pci/drivers_probe' (module iommu.host.vfio_pci does this and keeps it "
+            "across reboots).").format(a=addr)
+
+
+@_check("device.vfio_pci", "device", "Device bound to vfio-pci",
+        "devices.<a>.{driver,driver_override}, kernel.vfio_pci.supported",
+        "QEMU hw/vfio/iommufd.c iommufd_cdev_getfd(): \"couldn't open directory %s\" when the device has "
+        "no vfio-dev/ (not bound to a VFIO driver), QEMU >= 9.0", mdev=_MDEV_DRIVER)
+def _device_vfio_pci(ctx, addr, dev, params):
+    driver = dev.get("driver")
+    ev = {_dev_path(addr, "driver"): driver, _dev_path(addr, "driver_override"): dev.get("driver_override")}
+    source = "sysfs /sys/bus/pci/devices/%s/driver" % addr
+    if driver == "vfio-pci":
+        return _r(PASS, "Bound to vfio-pci%s." % (
+            " (cdev %s)" % dev["vfio_cdev"] if isinstance(dev.get("vfio_cdev"), str) else ""), ev, source)
+    if "driver" not in dev:
+        return _r(FAIL, "Cannot verify: the facts have no driver for this device.", ev, "facts",
+                  "Gather the facts again with iommu.host.iommu_facts.")
+    extra = ""
+    if dev.get("driver_override") == "vfio-pci":
+        extra = "; driver_override is already vfio-pci, but the device has not been re-probed"
+    if _get(ctx.kernel, "vfio_pci", "supported") is False:
+        ev["kernel.vfio_pci.supported"] = False
+        extra += "; the kernel has no vfio-pci driver (CONFIG_VFIO_PCI)"
+    qemu = "couldn't open directory /sys/bus/pci/devices/%s/vfio-dev" % addr if params.get("iommufd", True) else ""
+    return _r(FAIL, "Bound to %s, not vfio-pci%s.%s" % (
+        driver or "no driver", extra, " QEMU stops with \"vfio %s: %s\"." % (addr, qemu) if qemu else ""),
+        ev, source, _bind_remedy(addr, driver))
+
+
+@_check("device.not_in_use", "device", "Device not in use",
+        "devices.<a>.in_use_by (processes holding /dev/vfio/devices/vfioN or /dev/vfio/<group>)",
+        "Linux drivers/vfio: a second open of the group gives EBUSY, a second cdev bind EINVAL; QEMU "
+        "hw/vfio/iommufd.c:158 \"error bind device fd=%d to iommufd=%d\"",
+        mdev="mediated device: the facts do not track processes holding mdevs")
+def _device_not_in_use(ctx, addr, dev, params):
+    users = dev.get("in_use_by")
+    ev = {_dev_path(addr, "in_use_by"): users}
+    source = "/proc/<pid>/fd links to /dev/vfio and /dev/iommu"
+    if not isinstance(users, list):
+        return _r(FAIL, "Cannot verify: the facts do not say whether a process holds the device "
+                        "(in_use_by missing).", ev, "facts", "Gather the facts again with iommu.host.iommu_facts.")
+    if users:
+        return _r(FAIL, "In use by %s: a VM or process holds its VFIO device node; QEMU cannot bind it "
+                        "(\"vfio %s: error bind device fd=N to iommufd=M\")." % (", ".join(str(u) for u in users), addr),
+                  ev, source, "Stop the VM or process using it (or assign another device), then run the "
+                              "preflight again.")
+    return _r(PASS, "No process holds its VFIO device or group node.", ev, source)
+
+
+@_check("device.group_viable", "device", "IOMMU group viable",
+        "devices.<a>.{iommu_group,group_members,group_blockers,group_viable}",
+        "Linux drivers/vfio/group.c, Documentation/driver-api/vfio.rst: every other endpoint of the group "
+        "bound to vfio-pci or pci-stub (or no driver), bridges excepted; iommufd bind gives EPERM otherwise",
+        mdev=_MDEV_GROUP)
+def _device_group_viable(ctx, addr, dev, params):
+    gid = dev.get("iommu_group")
+    ev = {_dev_path(addr, "iommu_group"): gid, _dev_path(addr, "group_members"): dev.get("group_members"),
+          _dev_path(addr, "group_blockers"): dev.get("group_blockers"),
+          _dev_path(addr, "group_viable"): dev.get("group_viable")}
+    source = "sysfs /sys/kernel/iommu_groups/%s/devices" % gid
+    if gid is None:
+        return _r(FAIL, "The device has no IOMMU group: no IOMMU translates it.", ev,
+                  "sysfs /sys/bus/pci/devices/%s/iommu_group" % addr,
+                  "Enable the IOMMU (see host.iommu_enabled); without a group VFIO cannot assign it.")
+    viable = dev.get("group_viable")
+    if viable is True:
+        members = [m for m in _list(dev.get("group_members")) if isinstance(m, str)]
+        return _r(PASS, "IOMMU group %s is viable (%s)." % (
+            gid, "other members: %s" % ", ".join(members) if members else "no other member"), ev, source)
+    if viable is False:
+        blockers = [str(b) for b in _list(dev.get("group_blockers"))]
+        return _r(FAIL, "IOMMU group %s is not viable: %s %s bound to host drivers, and a group has a "
+                        "single DMA owner." % (gid, ", ".join(blockers) or "other members",
+                                               "is" if len(blockers) == 1 else "are"), ev, source,
+                  "Bind every endpoint of group %s to vfio-pci (or pci-stub) as well, or move the device to "
+                  "a slot with its own group (ACS-capable root port)." % gid)
+    return _r(FAIL, "Cannot verify: the facts do not say whether group %s is viable." % gid, ev, "facts",
+              "Gather the facts again with iommu.host.iommu_facts.")
+
+
+@_check("device.hw_info", "device", "IOMMU_GET_HW_INFO obtained",
+        "devices.<a>.hw_info.{source,type,type_id,capabilities,error,skipped,consistent_with_sysfs}",
+        "QEMU hw/vfio/iommufd.c hiod_iommufd_vfio_realize() / iommufd_cdev_autodomains_get(): "
+        "iommufd_backend_get_device_info() -> \"Failed to get hardware info\" (QEMU >= 9.1)",
+        mdev=_MDEV_HW_INFO)
+def _device_hw_info(ctx, addr, dev, params):
+    if not params.get("iommufd", True):
+        return _r(NA, "The VM uses the legacy VFIO container (iommufd=false): QEMU does not query hw_info.",
+                  {"params.iommufd": False}, "preflight parameters")
+    hw = dev.get("hw_info")
+    ev = {_dev_path(addr, "hw_info", "source"): _get(hw, "source")}
+    if not isinstance(hw, dict):
+        ev[_dev_path(addr, "driver")] = dev.get("driver")
+        ev[_dev_path(addr, "vfio_cdev")] = dev.get("vfio_cdev")
+        if dev.get("driver") != "vfio-pci":
+            why = "the device is not bound to vfio-pci"
+            remedy = "Bind it to vfio-pci (see device.vfio_pci), then gather the facts again."
+        elif not dev.get("vfio_cdev"):
+            why = "the device has no VFIO cdev (see host.vfio_cdev)"
+            remedy = "Use a kernel with CONFIG_VFIO_DEVICE_CDEV=y."
+        else:
+            why = "the facts hold no hw_info for it (gathered before it was bound, or for other devices only)"
+            remedy = "Gather the facts again with iommu.host.iommu_facts (not sysfs_only)."
+        return _r(FAIL, "Not obtained: %s." % why, ev, "facts", remedy)
+    if isinstance(hw.get("error"), dict) or hw.get("error"):
+        err = _dict(hw.get("error"))
+        for key in ("code", "errno", "step"):
+            ev[_dev_path(addr, "hw_info", "error", key)] = err.get(key)
+        return _r(FAIL, "IOMMU_GET_HW_INFO failed at %s: %s QEMU, which makes the same calls, would fail "
+                        "the same way." % (err.get("step") or "query", err.get("message") or _text(hw.get("error"))),
+                  ev, "iommufd: VFIO_DEVICE_BIND_IOMMUFD + IOMMU_GET_HW_INFO",
+                  err.get("remedy") or "See the error code in docs/facts.md.")
+    if hw.get("source") == "none" or "skipped" in hw:
+        ev[_dev_path(addr, "hw_info", "skipped")] = hw.get("skipped")
+        return _r(WARN, "Not queried: %s. QEMU makes this query when the VM starts; the checks that need it "
+                        "fall back to the sysfs registers of the device's IOMMU unit (labelled derived)."
+                  % (hw.get("skipped") or "no iommufd query"), ev, "facts",
+                  "Gather facts without sysfs_only when the device is idle (opening it resets the device).")
+    if hw.get("source") != "iommufd":
+        return _r(FAIL, "Cannot verify: hw_info has an unknown source %s." % _text(hw.get("source")), ev, "facts",
+                  "Gather the facts again with iommu.host.iommu_facts.")
+    caps = _dict(hw.get("capabilities"))
+    ev.update({_dev_path(addr, "hw_info", "type"): hw.get("type"),
+               _dev_path(addr, "hw_info", "type_id"): hw.get("type_id"),
+               _dev_path(addr, "hw_info", "capabilities", "raw"): caps.get("raw"),
+               _dev_path(addr, "hw_info", "capabilities", "max_pasid_log2"): caps.get("max_pasid_log2")})
+    flags = [n for n in ("dirty_tracking", "pasid_exec", "pasid_priv", "ats_not_supported") if caps.get(n) is True]
+    text = "IOMMU_GET_HW_INFO: type %s (%s), capabilities %s%s, max_pasid_log2 %s." % (
+        hw.get("type"), hw.get("type_id"), caps.get("raw"), " (%s)" % ", ".join(flags) if flags else "",
+        caps.get("max_pasid_log2"))
+    consistent = hw.get("consistent_with_sysfs")
+    if isinstance(consistent, dict) and consistent.get("equal") is False:
+        ev[_dev_path(addr, "hw_info", "consistent_with_sysfs")] = consistent
+        return _r(WARN, text + " The registers differ from the unit's sysfs values (%s)." % ", ".join(
+            str(m) for m in _list(consistent.get("mismatches"))), ev, "iommufd: IOMMU_GET_HW_INFO",
+            "Report this: the kernel returned other registers through iommufd than through sysfs.")
+    return _r(PASS, text, ev, "iommufd: IOMMU_GET_HW_INFO")

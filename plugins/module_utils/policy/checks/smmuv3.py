@@ -1,0 +1,251 @@
+# -*- coding: utf-8 -*-
+# Copyright: iommu.host contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ARM SMMUv3 checks (profile smmuv3_accel): QEMU arm-smmuv3,accel=on with assigned devices.
+
+viommu.smmuv3.config (scope vm), then per device: hw_info_type, the ten host IDR comparisons of
+smmuv3_accel_check_hw_compatible() (stlevel, ttendian, ttf, sidsize, ssidsize, ril, oas,
+gran4k/16k/64k, registered in a loop), nesting and ats. Rules mirror QEMU hw/arm/smmuv3-accel.c
+and hw/arm/smmuv3.c; kernel drivers/iommu/arm/arm-smmu-v3/.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+from ansible_collections.iommu.host.plugins.module_utils.policy.facts import (
+    _TYPE_IDS, _derived_note, _dev_path, _flag, _get, _hw_ok, _hw_type_id, vendor_view)
+from ansible_collections.iommu.host.plugins.module_utils.policy.params import QEMU_MASTER, _version_text
+from ansible_collections.iommu.host.plugins.module_utils.policy.registry import (
+    FAIL, _MDEV_VIOMMU, NA, PASS, WARN, _check, _onoff, _qemu_err, _r)
+
+__metaclass__ = type
+
+
+_OAS_BITS = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52, 7: 56}
+
+
+@_check("viommu.smmuv3.config", "vm", "arm-smmuv3 accel=on properties valid",
+        "params.{stage,oas,ssidsize,iommufd,qemu_version}",
+        "QEMU hw/arm/smmuv3.c smmu_validate_property() (line 1937) and hw/arm/smmuv3-accel.c "
+        "smmuv3_accel_supports_as() (line 593); accel=on is post-v10.2.0 (79fcbec80a)")
+def _smmu_config(ctx, params):
+    ev = dict(("params.%s" % k, params.get(k)) for k in ("stage", "oas", "ssidsize", "iommufd", "qemu_version"))
+    problems = []
+    if ctx.qemu < QEMU_MASTER:
+        problems.append("arm-smmuv3 accel=on does not exist in QEMU %s (added after 10.2, 79fcbec80a)"
+                        % _version_text(ctx.qemu))
+    if str(params.get("stage")) != "1":
+        problems.append("\"Only stage1 is supported for SMMUv3 with accel=on\"")
+    if params.get("oas") not in (44, 48):
+        problems.append("\"OAS can only be set to 44 or 48 bits\"")
+    ssid = params.get("ssidsize")
+    if not isinstance(ssid, int) or not 0 <= ssid <= 20:
+        problems.append("\"ssidsize must be in the range 0 to 20\"")
+    if not params.get("iommufd", True):
+        problems.append("\"vfio-pci endpoint devices without an iommufd backend not allowed when using "
+                        "arm-smmuv3,accel=on\"")
+    if problems:
+        return _r(FAIL, "QEMU rejects this arm-smmuv3,accel=on configuration: %s." % "; ".join(problems), ev,
+                  "preflight parameters", "Use QEMU master (11.0), stage=1, oas=44 or 48, ssidsize 0..20, and "
+                                          "vfio-pci with iommufd=.")
+    return _r(PASS, "arm-smmuv3,accel=on properties are valid: stage=1, oas=%s, ssidsize=%s, ril=%s, ats=%s." % (
+        params.get("oas"), ssid, _onoff(params.get("ril")), _onoff(params.get("ats"))), ev, "preflight parameters")
+
+
+def _smmu_hw(ctx, addr):
+    """The device's SMMUv3 hw_info vendor struct (decoded) or None."""
+    hw = ctx.dev(addr).get("hw_info")
+    if _hw_ok(hw) and _hw_type_id(hw) == 2 and isinstance(hw.get("vendor"), dict):
+        return hw["vendor"]
+    return None
+
+
+@_check("viommu.smmuv3.hw_info_type", "device", "Host IOMMU is an SMMUv3 (hw_info type 2)",
+        "devices.<a>.hw_info.type_id (else units.<u>.vendor)",
+        "QEMU hw/arm/smmuv3-accel.c smmuv3_accel_hw_compatible() (line 126): \"Wrong data type (%d) for Host "
+        "SMMUv3 device info\" (master)", mdev=_MDEV_VIOMMU)
+def _smmu_type(ctx, addr, dev, params):
+    hw = dev.get("hw_info")
+    if _hw_ok(hw):
+        tid = _hw_type_id(hw)
+        ev = {_dev_path(addr, "hw_info", "type_id"): tid}
+        source = "iommufd: IOMMU_GET_HW_INFO of %s" % addr
+        if tid == 2:
+            return _r(PASS, "hw_info type 2 (ARM SMMUv3): QEMU can read the host IDRs.", ev, source)
+        return _r(FAIL, "The host IOMMU is not an SMMUv3: \"%s\"." % _qemu_err(
+            addr, "Wrong data type (%s) for Host SMMUv3 device info" % tid), ev, source,
+            "arm-smmuv3,accel=on needs an Arm SMMUv3 host.")
+    view = vendor_view(ctx, addr)
+    kind = view["kind"] if view else None
+    ev = {_dev_path(addr, "iommu_vendor"): kind, _dev_path(addr, "hw_info", "source"): _get(hw, "source")}
+    if kind == "arm_smmuv3":
+        return _r(FAIL, "Not verified: the SMMUv3 ID registers can only be read through IOMMU_GET_HW_INFO (there is "
+                        "no sysfs equivalent), and the facts hold no hw_info for %s." % addr, ev, view["source"],
+                  "Bind the device to vfio-pci and gather facts without sysfs_only while it is idle.")
+    if kind:
+        tid = _TYPE_IDS.get(kind, 0)
+        return _r(FAIL, "The host IOMMU is %s, not an SMMUv3 (derived from sysfs): \"%s\"." % (
+            kind, _qemu_err(addr, "Wrong data type (%s) for Host SMMUv3 device info" % tid)), ev, view["source"],
+            "arm-smmuv3,accel=on needs an Arm SMMUv3 host.", basis=_derived_note(view))
+    return _r(FAIL, "Cannot verify: the device has no IOMMU unit and no hw_info.", ev, "facts",
+              "Enable the IOMMU, bind the device to vfio-pci and gather the facts again.")
+
+
+def _smmu_idr_check(check_id, reg, field, title, rule_row, compare):
+    """Register one of the ten IDR comparisons of smmuv3_accel_check_hw_compatible."""
+
+    @_check(check_id, "device", title,
+            "devices.<a>.hw_info.vendor.%s.%s; params" % (reg, field),
+            "QEMU hw/arm/smmuv3-accel.c smmuv3_accel_check_hw_compatible() (lines 39-123), row %s (master, "
+            "ad32238ad2)" % rule_row, mdev=_MDEV_VIOMMU)
+    def run(ctx, addr, dev, params):
+        vendor = _smmu_hw(ctx, addr)
+        if vendor is None:
+            return _r(NA, "Not evaluated: no host SMMUv3 ID registers for %s (see viommu.smmuv3.hw_info_type)."
+                      % addr, {_dev_path(addr, "hw_info", "type_id"): _get(dev.get("hw_info"), "type_id")}, "facts")
+        p = _dev_path(addr, "hw_info", "vendor", reg, field)
+        host = _get(vendor, reg, field)
+        host = int(host) if isinstance(host, (bool, int)) else None
+        if host is None:
+            return _r(FAIL, "Cannot verify: %s.%s is missing from the decoded hw_info." % (reg.upper(), field.upper()),
+                      {p: _get(vendor, reg, field)}, "iommufd: IOMMU_GET_HW_INFO",
+                      "Gather the facts again with iommu.host.iommu_facts.")
+        ok, qemu_value, message, remedy = compare(host, params)
+        ev = {p: host, "QEMU value": qemu_value}
+        source = "iommufd: IOMMU_GET_HW_INFO of %s" % addr
+        if ok:
+            return _r(PASS, "Host %s.%s=%s is compatible (QEMU %s)." % (reg.upper(), field.upper(), host, qemu_value),
+                      ev, source)
+        return _r(FAIL, "QEMU refuses the device: \"%s\"." % _qemu_err(addr, message), ev, source, remedy)
+    return run
+
+
+def _cmp_stlevel(host, params):
+    return (host == 1, 1, "Host SMMUv3 Stream Table format mismatch (host STLEVEL=%u, QEMU STLEVEL=%u)" % (host, 1),
+            "The host SMMUv3 must have a 2-level stream table (IDR0.ST_LEVEL=1); accel=on cannot be used here.")
+
+
+def _cmp_ttendian(host, params):
+    return (host <= 2, 2, "Host SMMUv3 doesn't support Little-endian translation table",
+            "accel=on needs a host SMMUv3 that walks little-endian tables (IDR0.TTENDIAN 0 or 2).")
+
+
+def _cmp_ttf(host, params):
+    return (host >= 2, 2, "Host SMMUv3 doesn't support AArch64 translation table format",
+            "accel=on needs AArch64 table format on the host SMMUv3 (IDR0.TTF 2 or 3).")
+
+
+def _cmp_sidsize(host, params):
+    return (host >= 16, 16, "Host SMMUv3 SIDSIZE not compatible (host=%u, QEMU=%u)" % (host, 16),
+            "accel=on needs a host SMMUv3 with 16-bit stream IDs (IDR1.SIDSIZE >= 16).")
+
+
+def _cmp_ssidsize(host, params):
+    want = params.get("ssidsize") or 0
+    return (host >= want, want, "Host SMMUv3 SSIDSIZE not compatible (host=%u, QEMU=%u)" % (host, want),
+            "Set ssidsize=%d or lower on arm-smmuv3." % host)
+
+
+def _cmp_ril(host, params):
+    want = 1 if params.get("ril", True) else 0
+    return (host >= want, want, "Host SMMUv3 doesn't support Range Invalidation",
+            "Set ril=off on arm-smmuv3.")
+
+
+def _cmp_oas(host, params):
+    want = 5 if params.get("oas") == 48 else 4
+    return (host >= want, want, "Host SMMUv3 supports only %d-bit IPA, but the vSMMU OAS implies %d-bit IPA" % (
+        _OAS_BITS.get(host, 0), _OAS_BITS[want]),
+        "Set oas=44 on arm-smmuv3%s." % (" (the host's OAS is below 44 bits: accel=on cannot be used)"
+                                         if host < 4 else ""))
+
+
+def _cmp_gran(size):
+    def cmp(host, params):
+        return (host == 1, 1, "Host SMMUv3 doesn't support %s translation granule" % size,
+                "accel=on needs a host SMMUv3 with 4K, 16K and 64K granules; this host lacks %s." % size)
+    return cmp
+
+
+for _args in (("viommu.smmuv3.stlevel", "idr0", "st_lvl", "Host SMMUv3 2-level stream table (STLEVEL)", 1, _cmp_stlevel),
+              ("viommu.smmuv3.ttendian", "idr0", "ttendian", "Host SMMUv3 little-endian tables (TTENDIAN)", 2,
+               _cmp_ttendian),
+              ("viommu.smmuv3.ttf", "idr0", "ttf", "Host SMMUv3 AArch64 table format (TTF)", 3, _cmp_ttf),
+              ("viommu.smmuv3.sidsize", "idr1", "sidsize", "Host SMMUv3 stream ID size (SIDSIZE)", 4, _cmp_sidsize),
+              ("viommu.smmuv3.ssidsize", "idr1", "ssidsize", "Host SMMUv3 substream ID size (SSIDSIZE) >= ssidsize",
+               5, _cmp_ssidsize),
+              ("viommu.smmuv3.ril", "idr3", "ril", "Host SMMUv3 range invalidation (RIL) when ril=on", 6, _cmp_ril),
+              ("viommu.smmuv3.oas", "idr5", "oas", "Host SMMUv3 output address size (OAS) >= oas", 7, _cmp_oas),
+              ("viommu.smmuv3.gran4k", "idr5", "gran4k", "Host SMMUv3 4K granule", 8, _cmp_gran("4K")),
+              ("viommu.smmuv3.gran16k", "idr5", "gran16k", "Host SMMUv3 16K granule", 9, _cmp_gran("16K")),
+              ("viommu.smmuv3.gran64k", "idr5", "gran64k", "Host SMMUv3 64K granule", 10, _cmp_gran("64K"))):
+    _smmu_idr_check(*_args)
+del _args
+
+
+@_check("viommu.smmuv3.nesting", "device", "Host SMMUv3 can nest (stage 1 + stage 2)",
+        "devices.<a>.hw_info.vendor.idr0.{s1p,s2p}, devices.<a>.hw_info.vendor.derived.nesting",
+        "kernel drivers/iommu/arm/arm-smmu-v3: ARM_SMMU_FEAT_NESTING = S1P && S2P (arm-smmu-v3.c:5255-5257, minus "
+        "errata); QEMU does not check it: smmuv3_accel_get_viommu_flags() comment \"the nesting parent allocation "
+        "will fail anyway in VFIO core\"", mdev=_MDEV_VIOMMU)
+def _smmu_nesting(ctx, addr, dev, params):
+    vendor = _smmu_hw(ctx, addr)
+    if vendor is None:
+        return _r(NA, "Not evaluated: no host SMMUv3 ID registers for %s (see viommu.smmuv3.hw_info_type)." % addr,
+                  {_dev_path(addr, "hw_info", "type_id"): _get(dev.get("hw_info"), "type_id")}, "facts")
+    s1p, s2p = _get(vendor, "idr0", "s1p"), _get(vendor, "idr0", "s2p")
+    nesting = _get(vendor, "derived", "nesting")
+    ev = {_dev_path(addr, "hw_info", "vendor", "idr0", "s1p"): s1p,
+          _dev_path(addr, "hw_info", "vendor", "idr0", "s2p"): s2p,
+          _dev_path(addr, "hw_info", "vendor", "derived", "nesting", "supported"): _get(nesting, "supported")}
+    source = "iommufd: IOMMU_GET_HW_INFO of %s" % addr
+    qemu = "\"vfio %s: Failed to allocate hwpt: Operation not supported\"" % addr
+    if _flag(s1p) is None or _flag(s2p) is None:
+        return _r(FAIL, "Cannot verify: IDR0.S1P/S2P are missing from the decoded hw_info.", ev, source,
+                  "Gather the facts again with iommu.host.iommu_facts.")
+    if not (s1p and s2p):
+        return _r(FAIL, "The host SMMUv3 cannot nest (IDR0 %s clear): QEMU does not check this itself, and the "
+                        "nesting-parent allocation fails: %s." % (
+                            " and ".join(n for n, v in (("S1P", s1p), ("S2P", s2p)) if not v), qemu), ev, source,
+                  "arm-smmuv3,accel=on needs a host SMMUv3 with both translation stages.")
+    if _get(nesting, "supported") is False:
+        return _r(FAIL, "The host SMMUv3 has S1P and S2P, but the kernel disables nesting on it (%s); the "
+                        "nesting-parent allocation fails: %s." % (_get(nesting, "basis"), qemu), ev, source,
+                  "Use an SMMUv3 without the nesting errata.")
+    return _r(PASS, "The host SMMUv3 has both translation stages (S1P, S2P): it can be a nesting parent.", ev, source)
+
+
+@_check("viommu.smmuv3.ats", "device", "ATS usable when arm-smmuv3 ats=on",
+        "params.ats; devices.<a>.hw_info.vendor.idr0.ats, devices.<a>.hw_info.capabilities.ats_not_supported",
+        "QEMU hw/arm/smmuv3.c ats property (f7f5013a55, master): \"Please ensure host platform has ATS support "
+        "before enabling this\" - QEMU does not verify it; kernel IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED (Linux 7.1)",
+        mdev=_MDEV_VIOMMU)
+def _smmu_ats(ctx, addr, dev, params):
+    ev = {"params.ats": params.get("ats")}
+    if not params.get("ats"):
+        return _r(NA, "ats=off: the vSMMU advertises no ATS.", ev, "preflight parameters")
+    vendor = _smmu_hw(ctx, addr)
+    if vendor is None:
+        return _r(NA, "Not evaluated: no host SMMUv3 ID registers for %s (see viommu.smmuv3.hw_info_type)." % addr,
+                  ev, "facts")
+    hw = dev.get("hw_info")
+    idr_ats = _get(vendor, "idr0", "ats")
+    not_supp = _get(hw, "capabilities", "ats_not_supported")
+    reported = _get(hw, "capabilities", "reported_by_kernel", "ats_not_supported")
+    ev.update({_dev_path(addr, "hw_info", "vendor", "idr0", "ats"): idr_ats,
+               _dev_path(addr, "hw_info", "capabilities", "ats_not_supported"): not_supp,
+               _dev_path(addr, "hw_info", "capabilities", "reported_by_kernel", "ats_not_supported"): reported})
+    source = "iommufd: IOMMU_GET_HW_INFO of %s" % addr
+    note = " (QEMU does not verify it: \"Please ensure host platform has ATS support before enabling this\")"
+    if idr_ats is False or idr_ats == 0:
+        return _r(FAIL, "ats=on, but the host SMMUv3 has no ATS (IDR0.ATS clear)%s." % note, ev, source,
+                  "Set ats=off on arm-smmuv3.")
+    if not_supp is True and reported is not False:
+        return _r(FAIL, "ats=on, but the kernel says ATS cannot be used for %s (IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED; "
+                        "firmware IORT or the device lacks it)%s." % (addr, note), ev, source,
+                  "Set ats=off on arm-smmuv3, or assign a device with ATS on a root complex with ATS in IORT.")
+    if reported is not True:
+        return _r(WARN, "The host SMMUv3 has ATS (IDR0.ATS), but this kernel does not report per-device ATS "
+                        "(Linux < 7.1), and the IORT can override IDR0%s." % note, ev, source,
+                  "Check the IORT root complex ATS attribute and the device's ATS capability (lspci -vv).")
+    return _r(PASS, "ATS is usable for %s: IDR0.ATS set and the kernel does not report ATS_NOT_SUPPORTED." % addr,
+              ev, source)

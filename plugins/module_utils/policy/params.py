@@ -1,0 +1,264 @@
+# -*- coding: utf-8 -*-
+# Copyright: iommu.host contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Preflight parameters and profiles: what the user may ask for, validated and merged.
+
+``PARAMS`` are named as QEMU names the device properties ('-' written '_'), with QEMU's defaults;
+``PROFILES`` group the check ids of a use case (passthrough, live_migration, intel_viommu,
+smmuv3_accel, amd_viommu, pasid) and declare the parameters each one reads.
+``resolve_profiles`` turns the user's profiles/params into (names, values, given, problems);
+``parse_qemu_version`` reads the QEMU release the rules are asked for (``QEMU_MASTER`` is the
+tree the rules were read from, ``QEMU_TREE``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import re
+
+from ansible_collections.iommu.host.plugins.module_utils.policy.facts import _dict, _int, _text
+
+__metaclass__ = type
+
+
+QEMU_TREE = "QEMU master ece408818d (10.2.50)"
+# QEMU releases are compared as (major, minor, micro); "master" is the tree the rules were read from.
+QEMU_MASTER = (10, 2, 50)
+
+
+PARAMS = {
+    "iommufd": {
+        "type": "bool", "default": True,
+        "qemu": "-object iommufd,id=X + -device vfio-pci,iommufd=X (QEMU >= 9.0)",
+        "doc": "The VM uses the iommufd backend. false means the legacy VFIO container (type1): "
+               "the iommufd and VFIO cdev checks then do not apply, and neither IOMMU dirty "
+               "tracking, x-flts nor arm-smmuv3 accel=on are available."},
+    "qemu_version": {
+        "type": "version", "default": "master",
+        "doc": "QEMU release the VM runs on (e.g. '10.1', '10.2'); 'master' = the 11.0 development "
+               "tree the rules were read from. Decides which refusals and wordings apply."},
+    "viommu": {
+        "type": "str", "default": "auto",
+        "choices": ["auto", "none", "intel-iommu", "arm-smmuv3", "amd-iommu"],
+        "doc": "vIOMMU of the VM, for the migration rules. auto: taken from the selected profiles "
+               "(intel_viommu, smmuv3_accel, amd_viommu), else none."},
+    "x_device_dirty_page_tracking": {
+        "type": "bool", "default": True, "qemu": "vfio-pci x-device-dirty-page-tracking (on)",
+        "doc": "Device (DMA logging) dirty tracking allowed. With a vIOMMU, QEMU master only "
+               "migrates when it is off or unsupported by the device."},
+    "aw_bits": {"type": "int", "default": 48, "qemu": "intel-iommu aw-bits (48; 39 on machine types <= 9.1)",
+                "doc": "Guest IOVA width of the Intel vIOMMU."},
+    "caching_mode": {"type": "bool", "default": False, "qemu": "intel-iommu caching-mode (off)",
+                     "doc": "Must be on for device assignment (QEMU refuses otherwise)."},
+    "x_scalable_mode": {"type": "bool", "default": False, "qemu": "intel-iommu x-scalable-mode (off)",
+                        "doc": "Scalable-mode vIOMMU."},
+    "x_flts": {"type": "bool", "default": False, "qemu": "intel-iommu x-flts (off)",
+               "doc": "First-stage translation for the guest, nested on the host IOMMU (QEMU master)."},
+    "fs1gp": {"type": "bool", "default": True, "qemu": "intel-iommu fs1gp (on)",
+              "doc": "First-stage 1 GiB pages advertised to the guest (with x-flts)."},
+    "x_pasid_mode": {"type": "bool", "default": False, "qemu": "intel-iommu x-pasid-mode (off)",
+                     "doc": "PASID support in the Intel vIOMMU (8-bit PSS since QEMU 10.1)."},
+    "snoop_control": {"type": "bool", "default": False, "qemu": "intel-iommu snoop-control (off)",
+                      "doc": "Snoop control; cannot be used with VFIO."},
+    "stage": {"type": "str", "default": "1", "choices": ["1", "2", "nested"],
+              "qemu": "arm-smmuv3 stage (1)", "doc": "Translation stage of the vSMMU."},
+    "ril": {"type": "bool", "default": True, "qemu": "arm-smmuv3 ril (on)",
+            "doc": "Range invalidation advertised to the guest."},
+    "ats": {"type": "bool", "default": False, "qemu": "arm-smmuv3 ats (off)",
+            "doc": "ATS advertised to the guest; QEMU does not verify host support."},
+    "oas": {"type": "int", "default": 44, "qemu": "arm-smmuv3 oas (44)", "doc": "Output address size, 44 or 48."},
+    "ssidsize": {"type": "int", "default": 0, "qemu": "arm-smmuv3 ssidsize (0)",
+                 "doc": "Substream ID (PASID) bits of the vSMMU, 0..20."},
+    "dma_remap": {"type": "bool", "default": False, "qemu": "amd-iommu dma-remap (off)",
+                  "doc": "DMA remapping of the AMD vIOMMU; required for VFIO since QEMU 10.2."},
+    "pci_id": {"type": "str", "default": "", "qemu": "amd-iommu pci-id (unset)",
+               "doc": "Id of a separately created AMDVI-PCI device; makes amd-iommu migratable (QEMU >= 10.1)."},
+    "pasid_bits": {"type": "int", "default": 1,
+                   "doc": "Minimum PASID width (bits) the device must get from the host."},
+    "pasid_exec": {"type": "bool", "default": False, "doc": "The device must have PASID execute permission enabled."},
+    "pasid_priv": {"type": "bool", "default": False, "doc": "The device must have PASID privileged mode enabled."},
+    "require_ats": {"type": "bool", "default": True, "doc": "The device must be able to use ATS."},
+}
+
+_BASE = ("host.iommu_firmware", "host.iommu_enabled", "host.iommu_not_disabled", "host.default_domain",
+         "host.iommufd", "host.vfio_cdev", "host.interrupt_remapping",
+         "device.vfio_pci", "device.not_in_use", "device.group_viable", "device.hw_info")
+
+_SMMU_IDR_CHECKS = ("viommu.smmuv3.stlevel", "viommu.smmuv3.ttendian", "viommu.smmuv3.ttf",
+                    "viommu.smmuv3.sidsize", "viommu.smmuv3.ssidsize", "viommu.smmuv3.ril",
+                    "viommu.smmuv3.oas", "viommu.smmuv3.gran4k", "viommu.smmuv3.gran16k",
+                    "viommu.smmuv3.gran64k")
+
+PROFILES = {
+    "passthrough": {
+        "description": "Basic device assignment with VFIO: host IOMMU on, iommufd and the VFIO cdev "
+                       "available, interrupt remapping, each device on vfio-pci, idle, in a viable "
+                       "group, and its hw_info readable.",
+        "checks": _BASE,
+        "params": ("iommufd",),
+    },
+    "live_migration": {
+        "description": "passthrough + IOMMU dirty tracking for every assigned device and QEMU's "
+                       "vIOMMU migration rules.",
+        "checks": _BASE + ("migration.dirty_tracking", "migration.viommu"),
+        "params": ("iommufd", "qemu_version", "viommu", "x_device_dirty_page_tracking", "pci_id"),
+    },
+    "intel_viommu": {
+        "description": "passthrough + QEMU intel-iommu with assigned devices: caching-mode, aw-bits "
+                       "against the host, x-flts nesting, first-stage 1 GiB pages, PASID.",
+        "checks": _BASE + ("viommu.intel.config", "viommu.intel.caching_mode", "viommu.intel.aw_bits",
+                           "viommu.intel.x_flts", "viommu.intel.nesting", "viommu.intel.fs1gp",
+                           "viommu.intel.pasid"),
+        "params": ("iommufd", "qemu_version", "aw_bits", "caching_mode", "x_scalable_mode", "x_flts",
+                   "fs1gp", "x_pasid_mode", "snoop_control"),
+    },
+    "smmuv3_accel": {
+        "description": "passthrough + QEMU arm-smmuv3,accel=on: the ten host IDR comparisons of "
+                       "smmuv3_accel_check_hw_compatible, nesting and ATS.",
+        "checks": _BASE + ("viommu.smmuv3.config", "viommu.smmuv3.hw_info_type") + _SMMU_IDR_CHECKS
+        + ("viommu.smmuv3.nesting", "viommu.smmuv3.ats"),
+        "params": ("iommufd", "qemu_version", "stage", "ril", "ats", "oas", "ssidsize"),
+    },
+    "amd_viommu": {
+        "description": "passthrough + QEMU amd-iommu with assigned devices (QEMU checks no host "
+                       "capability, only dma-remap).",
+        "checks": _BASE + ("viommu.amd.dma_remap",),
+        "params": ("iommufd", "qemu_version", "dma_remap", "pci_id"),
+    },
+    "pasid": {
+        "description": "passthrough + PASID width and ATS for devices that need them.",
+        "checks": _BASE + ("device.pasid", "device.ats"),
+        "params": ("iommufd", "pasid_bits", "pasid_exec", "pasid_priv", "require_ats"),
+    },
+}
+
+_VIOMMU_OF_PROFILE = (("intel_viommu", "intel-iommu"), ("smmuv3_accel", "arm-smmuv3"),
+                      ("amd_viommu", "amd-iommu"))
+
+_TRUE = ("on", "true", "yes", "y", "1")
+_FALSE = ("off", "false", "no", "n", "0")
+
+
+def parse_qemu_version(value):
+    """'10.2', '10.2.1', 'v10.1.0', 'master' -> (major, minor, micro); None when unparsable."""
+    if value is None:
+        return QEMU_MASTER
+    text = str(value).strip().lower()
+    if text in ("", "master", "latest", "git"):
+        return QEMU_MASTER
+    m = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def _version_text(v):
+    if v == QEMU_MASTER:
+        return "master (10.2.50)"
+    return "%d.%d.%d" % v
+
+
+def _coerce(name, value):
+    """(value, error) for a parameter value, coerced to its declared type."""
+    spec = PARAMS[name]
+    kind = spec["type"]
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value, None
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value), None
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE, None
+        return None, "%s must be a boolean (on/off, true/false), not %s" % (name, _text(value))
+    if kind == "int":
+        number = _int(value)
+        if number is None:
+            return None, "%s must be an integer, not %s" % (name, _text(value))
+        return number, None
+    if kind == "version":
+        if parse_qemu_version(value) is None:
+            return None, "%s must be a QEMU release like '10.2' or 'master', not %s" % (name, _text(value))
+        return str(value), None
+    if value is None:
+        value = ""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        return None, "%s must be a string, not %s" % (name, _text(value))
+    value = str(value).strip()
+    if spec.get("choices") and value not in spec["choices"]:
+        return None, "%s must be one of %s, not %s" % (name, ", ".join(spec["choices"]), _text(value))
+    return value, None
+
+
+def resolve_profiles(profiles, params=None):
+    """Selected profile names, the merged parameters, and configuration problems.
+
+    ``profiles``: names, or dicts {name: intel_viommu, aw_bits: 39} / {intel_viommu: {aw_bits: 39}}.
+    ``params``: flat {aw_bits: 39} and/or per profile {intel_viommu: {aw_bits: 39}}; QEMU's
+    spelling with '-' (aw-bits, x-flts) is accepted. Parameters form one namespace: a value
+    given for one profile applies wherever that parameter is used.
+    Returns (names, values, given, problems).
+    """
+    names, raw, problems = [], [], []
+    if profiles is None:
+        profiles = ["passthrough"]
+    if isinstance(profiles, (str, dict)):
+        profiles = [profiles]
+    if not isinstance(profiles, (list, tuple)):
+        problems.append("profiles must be a list of names, not %s" % _text(profiles))
+        profiles = []
+    for item in profiles:
+        if isinstance(item, str):
+            name, extra = item.strip(), {}
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            name = item["name"].strip()
+            extra = dict((k, v) for k, v in item.items() if k != "name")
+        elif isinstance(item, dict) and len(item) == 1 and isinstance(list(item.values())[0], (dict, type(None))):
+            name, extra = str(list(item.keys())[0]), _dict(list(item.values())[0])
+        else:
+            problems.append("profile entry %s is not a name or {name: ..., <param>: ...}" % _text(item))
+            continue
+        if name not in PROFILES:
+            problems.append("unknown profile %s (known: %s)" % (_text(name), ", ".join(sorted(PROFILES))))
+            continue
+        if name not in names:
+            names.append(name)
+        raw.extend((k, v, name) for k, v in extra.items())
+    if params is not None and not isinstance(params, dict):
+        problems.append("params must be a dict, not %s" % _text(params))
+        params = {}
+    for key, value in _dict(params).items():
+        if key in PROFILES and isinstance(value, dict):
+            raw.extend((k, v, key) for k, v in value.items())
+        elif key in PROFILES:
+            problems.append("params.%s must be a dict of parameters" % key)
+        else:
+            raw.append((key, value, None))
+    declared = set()
+    for name in names:
+        declared.update(PROFILES[name]["params"])
+    values = dict((k, spec["default"]) for k, spec in PARAMS.items())
+    given = {}
+    for key, value, origin in raw:
+        norm = str(key).strip().replace("-", "_")
+        if norm not in PARAMS:
+            problems.append("unknown parameter %s%s (known: %s)" % (
+                _text(key), " for profile %s" % origin if origin else "", ", ".join(sorted(PARAMS))))
+            continue
+        if origin and norm not in PROFILES[origin]["params"]:
+            problems.append("parameter %s does not belong to profile %s (its parameters: %s)" % (
+                norm, origin, ", ".join(PROFILES[origin]["params"])))
+            continue
+        if norm not in declared:
+            problems.append("parameter %s is not used by the selected profiles (%s)" % (
+                norm, ", ".join(names) or "none"))
+            continue
+        coerced, err = _coerce(norm, value)
+        if err:
+            problems.append(err)
+            continue
+        values[norm] = coerced
+        given[norm] = coerced
+    if values["viommu"] == "auto":
+        chosen = [v for p, v in _VIOMMU_OF_PROFILE if p in names]
+        values["viommu"] = chosen[0] if chosen else "none"
+    values["_qemu"] = parse_qemu_version(values["qemu_version"]) or QEMU_MASTER
+    return names, values, given, problems
