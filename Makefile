@@ -9,16 +9,30 @@ export ANSIBLE_CONFIG := $(REPO)/tests/ansible.cfg
 export VENV
 PYTEST := $(PY) -m pytest
 SANITY_ROOT := $(REPO)/build/sanity/ansible_collections/iommu/host
+# The collection as published (tracked + new files, docs rendered for the docsite): lint,
+# docsite and artifact are built from this copy, so no tool writes caches into the checkout.
+STAGE_ROOT := $(REPO)/build/stage
+STAGE := $(STAGE_ROOT)/ansible_collections/iommu/host
+DIST := $(REPO)/build/dist
+VERSION := $(shell sed -n 's/^version: *//p' $(REPO)/galaxy.yml)
+# Each lint step prints its wall time.
+TIMED = /usr/bin/env TIMEFORMAT='[time] %R s' bash -c 'time "$$@"' timed
 
-.PHONY: help venv collection demo facts test test-unit test-sanity test-bed kernel testbed-deps fixtures bench clean
+.PHONY: help venv collection demo facts test test-unit test-sanity test-lint test-package test-compat stage dist changelog test-bed kernel root testbed-deps fixtures bench clean
 
 help:
 	@echo "make demo        preflight gate against localhost (sets everything up)"
 	@echo "make test        everything: unit, sanity, real-kernel test bed"
 	@echo "make test-unit   unit and property tests"
 	@echo "make test-sanity ansible-test sanity"
+	@echo "make test-lint   ansible-lint production, antsibull-docs lint, changelog lint, docsite build"
+	@echo "make test-package build the artifact, install it in a playbook project, run the gate from it"
+	@echo "make test-compat unit suite and sanity on the oldest supported ansible-core (.venv-2.16)"
+	@echo "make dist        build/dist/iommu-host-<version>.tar.gz"
+	@echo "make changelog   release galaxy.yml's version in the changelog (folds in new fragments)"
 	@echo "make test-bed    real-kernel QEMU test bed suite (builds or reuses the kernel)"
 	@echo "make kernel      build (or find cached) the test-bed kernel"
+	@echo "make root        build (or find cached) the test-bed guests' Debian root (QEMU oracles)"
 	@echo "make fixtures    recapture tests/fixtures/sysfs from test-bed guests"
 	@echo "make bench       benchmarks (not part of make test)"
 
@@ -36,7 +50,7 @@ demo: venv collection
 facts: venv collection
 	$(VENV)/bin/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(PY) playbooks/facts.yml
 
-test: test-unit test-sanity test-bed
+test: test-unit test-lint test-package test-compat test-sanity test-bed
 
 test-unit: venv collection
 	$(PYTEST) tests/unit -q -p no:cacheprovider
@@ -54,20 +68,54 @@ test-sanity: venv
 	  --python $$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
 	  --requirements --color no
 
+stage: venv
+	@$(REPO)/scripts/stage-collection.sh $(STAGE)
+
+test-lint: stage
+	@echo "== ansible-lint --profile production"
+	@cd $(STAGE) && PATH=$(VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$(STAGE_ROOT) $(TIMED) $(VENV)/bin/ansible-lint --profile production --offline --nocolor -q
+	@echo "== antsibull-docs lint-collection-docs --plugin-docs"
+	@cd $(STAGE) && PATH=$(VENV)/bin:$$PATH ANSIBLE_COLLECTIONS_PATH=$(STAGE_ROOT) $(TIMED) $(VENV)/bin/antsibull-docs lint-collection-docs --plugin-docs .
+	@echo "== antsibull-changelog lint"
+	@cd $(STAGE) && $(TIMED) $(VENV)/bin/antsibull-changelog lint
+	@unreleased=$$(cd $(REPO)/changelogs/fragments && ls *.yml *.yaml 2>/dev/null || true); \
+	  [ -z "$$unreleased" ] || echo "note: fragments not yet in CHANGELOG.md ($$(echo $$unreleased)): run 'make changelog' before committing a release"
+	@echo "== docsite (antsibull-docs + Sphinx, warnings are errors)"
+	@$(TIMED) $(REPO)/scripts/build-docsite.sh $(STAGE_ROOT) $(REPO)/build/docsite
+
+dist: stage
+	@mkdir -p $(DIST) && rm -f $(DIST)/iommu-host-*.tar.gz
+	$(VENV)/bin/ansible-galaxy collection build $(STAGE) --output-path $(DIST)
+
+test-package: venv
+	$(PYTEST) tests/packaging -q -p no:cacheprovider
+
+test-compat: venv
+	@$(REPO)/scripts/test-compat.sh all
+
+# Release galaxy.yml's version in changelogs/changelog.yaml, CHANGELOG.md and CHANGELOG.rst.
+# Run again after fragments were added: it folds them into the same release and removes them.
+changelog: venv collection
+	cd $(REPO) && PATH=$(VENV)/bin:$$PATH $(VENV)/bin/antsibull-changelog release --version $(VERSION) --reload-plugins
+
 kernel: venv
 	@$(REPO)/tests/testbed/build-kernel.sh
+
+# The guests' own Debian trixie root with the two oracle QEMUs (cached; prints its path).
+root: testbed-deps
+	@$(REPO)/tests/testbed/build-root.sh
 
 testbed-deps:
 	@$(REPO)/scripts/setup-debian.sh testbed
 
-test-bed: testbed-deps collection
+test-bed: testbed-deps collection root
 	$(PYTEST) tests/integration -m testbed -p no:cacheprovider
 
-fixtures: testbed-deps collection
+fixtures: testbed-deps collection root
 	$(PY) tests/testbed/capture_fixtures.py
 
 bench: venv collection
 	$(PY) tests/benchmarks/bench_facts.py
 
 clean:
-	rm -rf build .pytest_cache tests/output
+	rm -rf build .pytest_cache tests/output .ansible
