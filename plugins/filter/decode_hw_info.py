@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.iommu.host.plugins.module_utils.decode import (
+from ansible_collections.iommu.host.plugins.module_utils.decode.api import (
     decode_request,
     parse_type,
 )

@@ -10,11 +10,11 @@ SHARED = ("0000:02:01.0", "0000:02:02.0")
 def gate_play(hosts, profiles, devices=(NIC,), mode="enforce", params=None):
     return {"name": "gate", "hosts": hosts, "gather_facts": False,
             "roles": [{"role": "iommu.host.preflight", "vars": {
-                "iommu_preflight_profiles": list(profiles),
-                "iommu_preflight_devices": list(devices),
-                "iommu_preflight_params": params or {},
-                "iommu_preflight_mode": mode}}],
-            "post_tasks": [{"name": "result", "ansible.builtin.debug": {"var": "iommu_preflight"}}]}
+                "preflight_profiles": list(profiles),
+                "preflight_devices": list(devices),
+                "preflight_params": params or {},
+                "preflight_mode": mode}}],
+            "post_tasks": [{"name": "result", "ansible.builtin.debug": {"var": "preflight_result"}}]}
 
 
 def fail_message(result, host):
@@ -27,7 +27,7 @@ def fail_message(result, host):
 
 def verdict(result, host):
     """(status, {check id: [findings]}) of one host, from the report-mode result task."""
-    pre = result.result(host, "result")["iommu_preflight"]
+    pre = result.result(host, "result")["preflight_result"]
     by_id = {}
     for f in pre["findings"]:
         by_id.setdefault(f["id"], []).append(f)
@@ -45,7 +45,7 @@ def test_passthrough_passes_on_intel(testbed, ansible_playbook):
     assert result.rc == 0, result
     status, by_id = verdict(result, "intel")
     assert status == "pass", by_id
-    for check in ("host.iommu_firmware", "host.iommufd", "host.interrupt_remapping", "device.vfio_pci",
+    for check in ("host.iommu_firmware", "host.iommufd", "host.interrupt_remapping", "device.vfio_driver",
                   "device.not_in_use", "device.group_viable", "device.hw_info"):
         assert statuses(by_id, check) == ["pass"], (check, by_id.get(check))
     assert by_id["device.hw_info"][0]["device"] == NIC
@@ -132,3 +132,67 @@ def test_one_run_gates_each_host(testbed, ansible_playbook):
     assert stats["amd"]["failures"] == 1 and stats["none"]["failures"] == 1, stats
     assert "host.interrupt_remapping" in fail_message(result, "amd")
     assert "host.iommu_firmware" in fail_message(result, "none")
+
+
+@pytest.mark.testbed("intel")
+def test_live_migration_blocks_plain_vfio_pci_with_qemus_words(testbed, ansible_playbook):
+    """An e1000e on plain vfio-pci has no VFIO migration driver: QEMU adds a migration blocker.
+    The words are QEMU 11.1.3's (the default release) and, asked for 10.0, QEMU 10.0.13's."""
+    bind_vfio(testbed["intel"])
+    for release, words in (("11.1", "%s: VFIO migration init failed: migration is not supported in kernel"),
+                           ("10.0", "%s: VFIO migration is not supported in kernel")):
+        result = ansible_playbook(gate_play("intel", ["live_migration"], mode="report",
+                                            params={"qemu_version": release}))
+        assert result.rc == 0, result
+        status, by_id = verdict(result, "intel")
+        assert status == "fail"
+        mig = by_id["migration.device"][0]
+        assert mig["status"] == "fail" and mig["device"] == NIC, mig
+        assert mig["qemu_effect"] == "block_migration", mig
+        assert words % NIC in mig["message"], mig
+        # read from the device through VFIO_DEVICE_FEATURE, not from the driver's name
+        assert mig["evidence"]["devices.\"0000:00:09.0\".vfio_features.migration"]["supported"] is False, mig
+
+
+SETUP_AND_IOMMU = {
+    "name": "gate over ansible_facts with setup facts gathered in the same play",
+    "hosts": "intel", "gather_facts": True, "gather_timeout": 300,
+    # setup's hardware subset has the 'devices' fact (and 'cmdline' comes with every subset); serial
+    # gathering, since a TCG guest takes longer than the parallel gatherer's default wait
+    "module_defaults": {"ansible.builtin.setup": {"gather_subset": ["!all", "hardware"], "gather_timeout": 240}},
+    "vars": {"ansible_facts_parallel": False,
+             "ansible_facts_modules": ["iommu.host.iommu_facts", "ansible.builtin.setup"],
+             "custom": [
+                 {"name": "groups_present", "expression": "length(keys(groups))", "operator": "gt", "expected": 0},
+                 {"name": "kernel_7", "expression": "starts_with(kernel.release, '7.')"},
+                 {"name": "vfio_devices", "expression": "max_by(values(devices), &length(group_members)).address",
+                  "operator": "truthy"}]},
+    "tasks": [
+        {"name": "both", "ansible.builtin.set_fact": {
+            "via_ansible_facts": "{{ ansible_facts | iommu.host.check(profiles=['passthrough'], custom=custom) }}",
+            "via_iommu": "{{ ansible_facts.iommu | iommu.host.check(profiles=['passthrough'], custom=custom) }}",
+            "setup_keys": "{{ ['devices', 'cmdline'] | select('in', ansible_facts) | list }}"}},
+        {"name": "result", "ansible.builtin.debug": {"msg": {
+            "a": "{{ via_ansible_facts }}", "b": "{{ via_iommu }}", "setup_keys": "{{ setup_keys }}"}}},
+    ],
+}
+
+
+@pytest.mark.testbed("intel")
+def test_check_over_ansible_facts_with_setup_and_custom_jmespath(testbed, ansible_playbook):
+    """The documented ``ansible_facts | iommu.host.check`` with setup's facts (which also have
+    ``devices`` and ``cmdline``) gives the findings of ``ansible_facts.iommu | ...``, and custom
+    JMESPath checks see Ansible's own (tagged/unsafe) types as plain JSON."""
+    bind_vfio(testbed["intel"])
+    result = ansible_playbook(SETUP_AND_IOMMU)
+    assert result.rc == 0, result
+    msg = result.result("intel", "result")["msg"]
+    assert sorted(msg["setup_keys"]) == ["cmdline", "devices"], msg["setup_keys"]
+    a, b = msg["a"], msg["b"]
+    assert a["findings"] == b["findings"], (a["summary"], b["summary"])
+    assert a["status"] == "pass", a["summary"]
+    custom = dict((f["id"], f) for f in a["findings"] if f["id"].startswith("custom."))
+    assert custom["custom.groups_present"]["status"] == "pass", custom
+    assert custom["custom.groups_present"]["evidence"]["actual"] > 0
+    assert custom["custom.kernel_7"]["status"] == "pass", custom
+    assert custom["custom.vfio_devices"]["status"] == "pass", custom

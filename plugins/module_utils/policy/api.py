@@ -12,13 +12,14 @@ Each check has a stable id, the facts it reads, the rule it mirrors (QEMU or
 Linux source, with the QEMU version) and returns one finding per host, per VM
 configuration or per assigned device:
 
-    {id, host, device, status, message, evidence, remedy, rule, title, profiles}
+    {id, host, device, status, qemu_effect, message, evidence, remedy, rule, title, profiles}
 
 ``status`` is ``pass``, ``warn``, ``fail`` or ``not_applicable``. ``evidence``
 maps fact paths (JMESPath expressions into the ``iommu`` facts) to the values
 used, plus ``source`` (where the facts came from) and, for register-derived
 values, ``basis``. Messages that describe a refusal by QEMU quote QEMU's own
-wording (QEMU master ece408818d, 10.2.50; docs/preflight.md lists each rule).
+wording of the release asked for (``qemu_version``, releases.py; docs/preflight.md lists each
+rule), and ``qemu_effect`` says what QEMU does: refuse, block_migration, warning or None.
 
 Entry point: :func:`evaluate`. Nothing in it raises on partial or odd facts;
 a missing fact becomes a finding that says what is missing.
@@ -41,15 +42,19 @@ from ansible_collections.iommu.host.plugins.module_utils.policy.custom import ev
 from ansible_collections.iommu.host.plugins.module_utils.policy.engine import (
     ENGINE_VERSION,
     FACTS_SCHEMA_VERSION,
+    add_findings,
     catalogue,
     evaluate,
+    meta_finding,
     summary_lines,
     unwrap_facts,
 )
-from ansible_collections.iommu.host.plugins.module_utils.policy.facts import path, vendor_view
+from ansible_collections.iommu.host.plugins.module_utils.policy import releases
+from ansible_collections.iommu.host.plugins.module_utils.policy.facts import path, plain, vendor_view
 from ansible_collections.iommu.host.plugins.module_utils.policy.params import (
     PARAMS,
     PROFILES,
+    QEMU_DEFAULT,
     QEMU_MASTER,
     QEMU_TREE,
     parse_qemu_version,
@@ -61,7 +66,8 @@ from ansible_collections.iommu.host.plugins.module_utils.policy.select import AL
 __metaclass__ = type
 
 __all__ = [
-    'ALL_VFIO', 'CHECKS', 'ENGINE_VERSION', 'FACTS_SCHEMA_VERSION', 'FAIL', 'NA', 'PARAMS', 'PASS',
+    'ALL_VFIO', 'CHECKS', 'QEMU_DEFAULT', 'add_findings', 'meta_finding', 'plain', 'releases', 'ENGINE_VERSION',
+    'FACTS_SCHEMA_VERSION', 'FAIL', 'NA', 'PARAMS', 'PASS',
     'PROFILES', 'QEMU_MASTER', 'QEMU_TREE', 'STATUSES', 'WARN', 'Context', 'catalogue',
     'dirty_tracking_support', 'evaluate', 'evaluate_custom', 'parse_qemu_version', 'path',
     'resolve_profiles', 'select_devices', 'summary_lines', 'unwrap_facts', 'vendor_view',

@@ -61,7 +61,8 @@ def _custom_finding(spec, host, device, status, message, evidence, remedy):
     name = spec.get("name") if isinstance(spec, dict) else None
     if not isinstance(name, str) or not _CUSTOM_NAME_RE.match(name):
         name = "invalid"
-    return {"id": "custom.%s" % name, "host": host, "device": device, "status": status, "message": message,
+    return {"id": "custom.%s" % name, "host": host, "device": device, "status": status, "qemu_effect": None,
+            "message": message,
             "evidence": evidence, "remedy": remedy,
             "rule": "user-defined: JMESPath %s" % _text(_get(spec, "expression")),
             "title": (_get(spec, "title") if isinstance(_get(spec, "title"), str) else None) or "custom check %s" % name,

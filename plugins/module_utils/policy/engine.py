@@ -13,9 +13,10 @@ result: findings sorted failures first, counts, status, ``summary`` lines (``sum
 from __future__ import absolute_import, division, print_function
 
 # Importing the check families registers every check, in the order of the findings (checks/__init__.py).
-from ansible_collections.iommu.host.plugins.module_utils.policy import checks  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.iommu.host.plugins.module_utils.policy.checks import all as _all_checks  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.iommu.host.plugins.module_utils.policy import releases
 from ansible_collections.iommu.host.plugins.module_utils.policy.custom import _custom_finding, evaluate_custom
-from ansible_collections.iommu.host.plugins.module_utils.policy.facts import _get, path, _text
+from ansible_collections.iommu.host.plugins.module_utils.policy.facts import _get, path, plain, _text
 from ansible_collections.iommu.host.plugins.module_utils.policy.params import PROFILES, resolve_profiles
 from ansible_collections.iommu.host.plugins.module_utils.policy.registry import (
     CHECKS, FAIL, NA, _ORDER, PASS, STATUSES, WARN, Context, _r)
@@ -35,14 +36,22 @@ _FACT_KEYS = ("schema_version", "devices", "kernel", "units", "groups", "present
 
 
 def unwrap_facts(data):
-    """The iommu facts from ansible_facts (with 'iommu'), hostvars-like dicts or the iommu dict itself."""
+    """The iommu facts from ansible_facts (with 'iommu'), hostvars-like dicts or the iommu dict itself.
+
+    An ``iommu`` (or ``ansible_iommu``) key wins: ansible_facts gathered with ``setup`` too also have
+    ``devices`` and ``cmdline`` keys, which are not ours.
+    """
     if not isinstance(data, dict):
         return None
-    if any(key in data for key in _FACT_KEYS):
-        return data
     for key in ("iommu", "ansible_iommu"):
         if isinstance(data.get(key), dict):
             return data[key]
+    if isinstance(data.get("ansible_facts"), dict):
+        inner = unwrap_facts(data["ansible_facts"])
+        if inner is not None:
+            return inner
+    if any(key in data for key in _FACT_KEYS):
+        return data
     if isinstance(data.get("ansible_facts"), dict):
         return unwrap_facts(data["ansible_facts"])
     return None
@@ -59,29 +68,46 @@ def _safe(func, *args):
     return res
 
 
+def _effect(chk, res):
+    """What QEMU does about this finding: refuse (the VM does not start), block_migration, warning, or None."""
+    if res["status"] not in (FAIL, WARN):
+        return None
+    if res.get("effect"):
+        return res["effect"]
+    if res["status"] == WARN:
+        return None
+    return "block_migration" if chk["id"].startswith("migration.") else "refuse"
+
+
 def _finish(chk, ctx, res, device, profiles):
     return {"id": chk["id"], "host": ctx.host, "device": device, "status": res["status"],
+            "qemu_effect": _effect(chk, res),
             "message": res["message"], "evidence": res.get("evidence") or {},
             "remedy": res.get("remedy") if res["status"] in (FAIL, WARN) else None,
             "rule": res.get("rule") or chk["rule"], "title": chk["title"], "profiles": profiles}
 
 
 def _meta(check_id, host, status, message, evidence, remedy, rule, title):
-    return {"id": check_id, "host": host, "device": None, "status": status, "message": message,
+    return {"id": check_id, "host": host, "device": None, "status": status, "qemu_effect": None, "message": message,
             "evidence": evidence, "remedy": remedy if status in (FAIL, WARN) else None, "rule": rule,
             "title": title, "profiles": []}
 
 
-def evaluate(facts, profiles=None, devices=None, host=None, custom=None, params=None):
+def evaluate(facts, profiles=None, devices=None, host=None, custom=None, params=None, assume_plain=False):
     """Evaluate the selected profiles (and custom checks) for the selected devices.
 
     facts: the ``iommu`` facts (or ansible_facts holding them); profiles: names or dicts
     (default [passthrough]); devices: 'all_vfio' (default), PCI addresses, vendor:device or mdev
     UUIDs; custom: user-defined checks (see evaluate_custom); params: profile parameters.
+    Every input is first copied into plain JSON types (facts.plain), since Ansible hands filters
+    its own str/dict subclasses; ``assume_plain=True`` skips that for callers that did it once
+    (placement over many hosts).
     Returns {host, status, findings, summary, failed, counts, selected, profiles, params, ...};
     findings are sorted failures first. Never raises.
     """
     try:
+        if not assume_plain:
+            facts, profiles, devices, custom, params = (plain(x) for x in (facts, profiles, devices, custom, params))
         return _evaluate(facts, profiles, devices, host, custom, params)
     except Exception as e:  # pragma: no cover - last line of defence
         finding = _meta("engine.error", host, FAIL, "Internal error in the preflight engine: %s: %s" % (
@@ -100,6 +126,15 @@ def _evaluate(facts, profiles, devices, host, custom, params):
                               {"profiles": _text(profiles), "params": _text(params)},
                               "Fix the profiles/params (docs/preflight.md lists them).", rule_cfg,
                               "Profiles and parameters valid"))
+    if values.get("_qemu_note") and any(
+            "qemu_version" in PROFILES[n]["params"] for n in names):
+        note = values["_qemu_note"]
+        findings.append(_meta("config.qemu_version", host, WARN, "%s%s." % (note[:1].upper(), note[1:]),
+                              {"params.qemu_version": values.get("qemu_version"),
+                               "verified": releases.verified_text()},
+                              "Give the QEMU release the VM runs on as qemu_version (the rules are verified for %s)."
+                              % releases.verified_text(), "iommu.host policy/releases.py",
+                              "QEMU release has verified rules"))
     if not isinstance(iommu, dict) or not iommu:
         findings.append(_meta("facts.iommu", host, FAIL, "No iommu facts for this host: nothing can be checked.",
                               {"iommu": _text(iommu) if iommu is not None else None},
@@ -169,6 +204,10 @@ def _evaluate(facts, profiles, devices, host, custom, params):
                 res = _safe(chk["func"], ctx, addr, ctx.dev(addr), values)
                 findings.append(_finish(chk, ctx, res, addr, profs))
             for uuid in mdevs:
+                if chk["mdev"] is True:
+                    res = _safe(chk["func"], ctx, uuid, ctx.dev(uuid), values)
+                    findings.append(_finish(chk, ctx, res, uuid, profs))
+                    continue
                 res = _r(NA, "Not applicable: %s." % chk["mdev"], {path("mdevs", uuid, "has_iommu"): _get(
                     iommu, "mdevs", uuid, "has_iommu"), path("mdevs", uuid, "parent"): _get(iommu, "mdevs", uuid, "parent")},
                     "sysfs /sys/bus/mdev/devices")
@@ -228,10 +267,28 @@ def summary_lines(result):
 
 
 def catalogue():
-    """Every check: id, scope, title, reads, rule and the profiles using it (for docs and tests)."""
+    """Every check: id, scope, title, reads, rule, the profiles using it, whether it applies to mdevs and
+    the QEMU releases the test bed's oracle verified it on ('10.0', ...; [] when none), for docs and tests."""
     out = []
     for cid in _ORDER:
         chk = CHECKS[cid]
         out.append({"id": cid, "scope": chk["scope"], "title": chk["title"], "reads": chk["reads"],
-                    "rule": chk["rule"], "profiles": [p for p in sorted(PROFILES) if cid in PROFILES[p]["checks"]]})
+                    "rule": chk["rule"], "profiles": [p for p in sorted(PROFILES) if cid in PROFILES[p]["checks"]],
+                    "mdev": chk["mdev"] is True,
+                    "verified": ["%d.%d" % tuple(v) for v in chk.get("verified") or ()]})
     return out
+
+
+def meta_finding(check_id, host, status, message, evidence, remedy, rule, title):
+    """A finding that is not a registered check (configuration, facts, VM definition)."""
+    return _meta(check_id, host, status, message, evidence, remedy, rule, title)
+
+
+def add_findings(result, findings):
+    """Add findings to an evaluate() result and recompute its order, counts, status and summary."""
+    merged = _result(result.get("host"), list(result.get("findings") or []) + list(findings), result.get("profiles") or [],
+                     (result.get("selected") or {}).get("pci") or [], (result.get("selected") or {}).get("mdev") or [],
+                     {}, result.get("params_given") or {}, {"mode": result.get("facts_mode")})
+    for key in ("findings", "counts", "status", "summary", "failed"):
+        result[key] = merged[key]
+    return result

@@ -162,3 +162,32 @@ def _intel_scalable_mode(ctx):
     if cfg == "n":
         return False, ev
     return None, ev
+
+
+def plain(value, _depth=0):
+    """A copy of ``value`` made of exact JSON types (dict, list, str, int, float, bool, None).
+
+    Ansible hands filters its own subclasses (AnsibleUnsafeText, 2.19's tagged str/dict/list), which
+    JMESPath functions such as length(), keys(), contains() or starts_with() reject as "unknown"
+    types. Keys become str; anything else becomes its str(); nesting deeper than 100 levels is cut.
+    """
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if _depth > 100:
+        return None
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, dict):
+        return dict((str(k) if not isinstance(k, str) else str.__str__(k), plain(v, _depth + 1))
+                    for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v, _depth + 1) for v in value]
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

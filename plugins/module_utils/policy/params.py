@@ -13,16 +13,17 @@ tree the rules were read from, ``QEMU_TREE``).
 
 from __future__ import absolute_import, division, print_function
 
-import re
-
+from ansible_collections.iommu.host.plugins.module_utils.policy import releases
 from ansible_collections.iommu.host.plugins.module_utils.policy.facts import _dict, _int, _text
 
 __metaclass__ = type
 
 
-QEMU_TREE = "QEMU master ece408818d (10.2.50)"
-# QEMU releases are compared as (major, minor, micro); "master" is the tree the rules were read from.
-QEMU_MASTER = (10, 2, 50)
+QEMU_TREE = "QEMU %s (rules verified for %s)" % (
+    releases.DEFAULT_VERSION, ", ".join("%d.%d" % v for v in sorted(releases.VERIFIED)))
+# The release asked for when none is given: the newest the rules were verified against.
+QEMU_DEFAULT = releases.NEWEST + (0,)
+QEMU_MASTER = QEMU_DEFAULT  # kept for callers of the 0.1 API; 'master' now means the newest rules
 
 
 PARAMS = {
@@ -33,32 +34,55 @@ PARAMS = {
                "the iommufd and VFIO cdev checks then do not apply, and neither IOMMU dirty "
                "tracking, x-flts nor arm-smmuv3 accel=on are available."},
     "qemu_version": {
-        "type": "version", "default": "master",
-        "doc": "QEMU release the VM runs on (e.g. '10.1', '10.2'); 'master' = the 11.0 development "
-               "tree the rules were read from. Decides which refusals and wordings apply."},
+        "type": "version", "default": releases.DEFAULT_VERSION,
+        "doc": "QEMU release the VM runs on ('10.0' .. '11.1', or '10.0.13'); decides which refusals, property "
+               "names and wordings apply. Default: the newest release the rules were verified for. A newer "
+               "release (or 'master') gets the newest rules and a warning; an older one the oldest rules and a "
+               "warning."},
     "viommu": {
         "type": "str", "default": "auto",
-        "choices": ["auto", "none", "intel-iommu", "arm-smmuv3", "amd-iommu"],
+        "choices": ["auto", "none", "intel-iommu", "arm-smmuv3", "amd-iommu", "virtio-iommu"],
         "doc": "vIOMMU of the VM, for the migration rules. auto: taken from the selected profiles "
-               "(intel_viommu, smmuv3_accel, amd_viommu), else none."},
+               "(intel_viommu, smmuv3_accel, amd_viommu, virtio_viommu), else none."},
+    "enable_migration": {
+        "type": "str", "default": "auto", "choices": ["auto", "on", "off"],
+        "qemu": "vfio-pci enable-migration (auto)",
+        "doc": "auto: a device that cannot migrate gets a migration blocker; on: it is refused when the VM "
+               "starts, and missing dirty tracking is only a warning; off: every device blocks migration."},
     "x_device_dirty_page_tracking": {
         "type": "bool", "default": True, "qemu": "vfio-pci x-device-dirty-page-tracking (on)",
-        "doc": "Device (DMA logging) dirty tracking allowed. With a vIOMMU, QEMU master only "
-               "migrates when it is off or unsupported by the device."},
+        "doc": "Device (DMA logging) dirty tracking allowed. With a vIOMMU, QEMU 11.0+ only migrates "
+               "when it is off or unsupported by the device (then IOMMU dirty tracking is used)."},
     "aw_bits": {"type": "int", "default": 48, "qemu": "intel-iommu aw-bits (48; 39 on machine types <= 9.1)",
                 "doc": "Guest IOVA width of the Intel vIOMMU."},
     "caching_mode": {"type": "bool", "default": False, "qemu": "intel-iommu caching-mode (off)",
                      "doc": "Must be on for device assignment (QEMU refuses otherwise)."},
-    "x_scalable_mode": {"type": "bool", "default": False, "qemu": "intel-iommu x-scalable-mode (off)",
-                        "doc": "Scalable-mode vIOMMU."},
-    "x_flts": {"type": "bool", "default": False, "qemu": "intel-iommu x-flts (off)",
-               "doc": "First-stage translation for the guest, nested on the host IOMMU (QEMU master)."},
+    "scalable_mode": {"type": "bool", "default": False,
+                      "qemu": "intel-iommu scalable-mode (11.1+; x-scalable-mode before) (off)",
+                      "doc": "Scalable-mode vIOMMU. x_scalable_mode is the spelling of QEMU 10.0-11.0."},
+    "x_scalable_mode": {"type": "bool", "default": False, "qemu": "intel-iommu x-scalable-mode (10.0-11.0) (off)",
+                        "doc": "Scalable-mode vIOMMU, QEMU 10.0-11.0 spelling of scalable_mode."},
+    "fsts": {"type": "bool", "default": False, "qemu": "intel-iommu fsts (11.1+; x-flts before) (off)",
+             "doc": "First-stage translation for the guest, nested on the host IOMMU (with assigned devices "
+                    "since QEMU 11.0). x_flts is the spelling of QEMU 10.0-11.0."},
+    "x_flts": {"type": "bool", "default": False, "qemu": "intel-iommu x-flts (10.0-11.0) (off)",
+               "doc": "QEMU 10.0-11.0 spelling of fsts."},
+    "svm": {"type": "bool", "default": False, "qemu": "intel-iommu svm (11.0+) (off)",
+            "doc": "Shared virtual memory for the guest: needs fsts, device-iotlb, dma-translation and PASID."},
+    "device_iotlb": {"type": "bool", "default": False, "qemu": "intel-iommu/amd-iommu device-iotlb (off)",
+                     "doc": "Device IOTLB (ATS) in the vIOMMU."},
+    "dma_translation": {"type": "bool", "default": True, "qemu": "x86-iommu dma-translation (on)",
+                        "doc": "DMA translation of the x86 vIOMMU."},
     "fs1gp": {"type": "bool", "default": True, "qemu": "intel-iommu fs1gp (on)",
               "doc": "First-stage 1 GiB pages advertised to the guest (with x-flts)."},
-    "x_pasid_mode": {"type": "bool", "default": False, "qemu": "intel-iommu x-pasid-mode (off)",
-                     "doc": "PASID support in the Intel vIOMMU (8-bit PSS since QEMU 10.1)."},
+    "x_pasid_mode": {"type": "bool", "default": False, "qemu": "intel-iommu x-pasid-mode (10.0-11.0) (off)",
+                     "doc": "PASID support in the Intel vIOMMU (ECAP.PSS 7, 8-bit PASIDs, since QEMU 10.1; "
+                            "PSS 0 in 10.0). QEMU 11.1 replaced it with pasid-bits (pasid_bits)."},
     "snoop_control": {"type": "bool", "default": False, "qemu": "intel-iommu snoop-control (off)",
                       "doc": "Snoop control; cannot be used with VFIO."},
+    "accel": {"type": "bool", "default": True, "qemu": "arm-smmuv3 accel (11.0+) (off in QEMU; on in this profile)",
+              "doc": "Accelerated vSMMU nested on the host SMMUv3. Without it QEMU's emulated SMMUv3 refuses "
+                     "VFIO devices."},
     "stage": {"type": "str", "default": "1", "choices": ["1", "2", "nested"],
               "qemu": "arm-smmuv3 stage (1)", "doc": "Translation stage of the vSMMU."},
     "ril": {"type": "bool", "default": True, "qemu": "arm-smmuv3 ril (on)",
@@ -72,8 +96,14 @@ PARAMS = {
                   "doc": "DMA remapping of the AMD vIOMMU; required for VFIO since QEMU 10.2."},
     "pci_id": {"type": "str", "default": "", "qemu": "amd-iommu pci-id (unset)",
                "doc": "Id of a separately created AMDVI-PCI device; makes amd-iommu migratable (QEMU >= 10.1)."},
-    "pasid_bits": {"type": "int", "default": 1,
-                   "doc": "Minimum PASID width (bits) the device must get from the host."},
+    "pasid_bits": {"type": "int", "default": None,
+                   "qemu": "intel-iommu pasid-bits (11.1+) (0)",
+                   "doc": "PASID width (bits) the VM needs from the host. Profile pasid: the minimum width the device "
+                          "must get (default 1). Profile intel_viommu on QEMU 11.1+: intel-iommu's pasid-bits, which "
+                          "QEMU compares with the host's (default 0 = no PASID)."},
+    "granule": {"type": "str", "default": "host", "choices": ["4k", "8k", "16k", "64k", "host"],
+                "qemu": "virtio-iommu granule (host)",
+                "doc": "Page granule of virtio-iommu; its page-size mask must share a size with the host's."},
     "pasid_exec": {"type": "bool", "default": False, "doc": "The device must have PASID execute permission enabled."},
     "pasid_priv": {"type": "bool", "default": False, "doc": "The device must have PASID privileged mode enabled."},
     "require_ats": {"type": "bool", "default": True, "doc": "The device must be able to use ATS."},
@@ -81,7 +111,7 @@ PARAMS = {
 
 _BASE = ("host.iommu_firmware", "host.iommu_enabled", "host.iommu_not_disabled", "host.default_domain",
          "host.iommufd", "host.vfio_cdev", "host.interrupt_remapping",
-         "device.vfio_pci", "device.not_in_use", "device.group_viable", "device.hw_info")
+         "device.vfio_driver", "device.not_in_use", "device.group_viable", "device.hw_info")
 
 _SMMU_IDR_CHECKS = ("viommu.smmuv3.stlevel", "viommu.smmuv3.ttendian", "viommu.smmuv3.ttf",
                     "viommu.smmuv3.sidsize", "viommu.smmuv3.ssidsize", "viommu.smmuv3.ril",
@@ -99,8 +129,9 @@ PROFILES = {
     "live_migration": {
         "description": "passthrough + IOMMU dirty tracking for every assigned device and QEMU's "
                        "vIOMMU migration rules.",
-        "checks": _BASE + ("migration.dirty_tracking", "migration.viommu"),
-        "params": ("iommufd", "qemu_version", "viommu", "x_device_dirty_page_tracking", "pci_id"),
+        "checks": _BASE + ("migration.device", "migration.dirty_tracking", "migration.p2p", "migration.viommu"),
+        "params": ("iommufd", "qemu_version", "viommu", "enable_migration", "x_device_dirty_page_tracking",
+                   "pci_id"),
     },
     "intel_viommu": {
         "description": "passthrough + QEMU intel-iommu with assigned devices: caching-mode, aw-bits "
@@ -108,21 +139,28 @@ PROFILES = {
         "checks": _BASE + ("viommu.intel.config", "viommu.intel.caching_mode", "viommu.intel.aw_bits",
                            "viommu.intel.x_flts", "viommu.intel.nesting", "viommu.intel.fs1gp",
                            "viommu.intel.pasid"),
-        "params": ("iommufd", "qemu_version", "aw_bits", "caching_mode", "x_scalable_mode", "x_flts",
-                   "fs1gp", "x_pasid_mode", "snoop_control"),
+        "params": ("iommufd", "qemu_version", "aw_bits", "caching_mode", "scalable_mode", "x_scalable_mode",
+                   "fsts", "x_flts", "fs1gp", "x_pasid_mode", "pasid_bits", "svm", "device_iotlb",
+                   "dma_translation", "snoop_control"),
     },
     "smmuv3_accel": {
         "description": "passthrough + QEMU arm-smmuv3,accel=on: the ten host IDR comparisons of "
                        "smmuv3_accel_check_hw_compatible, nesting and ATS.",
         "checks": _BASE + ("viommu.smmuv3.config", "viommu.smmuv3.hw_info_type") + _SMMU_IDR_CHECKS
         + ("viommu.smmuv3.nesting", "viommu.smmuv3.ats"),
-        "params": ("iommufd", "qemu_version", "stage", "ril", "ats", "oas", "ssidsize"),
+        "params": ("iommufd", "qemu_version", "accel", "stage", "ril", "ats", "oas", "ssidsize"),
     },
     "amd_viommu": {
         "description": "passthrough + QEMU amd-iommu with assigned devices (QEMU checks no host "
                        "capability, only dma-remap).",
         "checks": _BASE + ("viommu.amd.dma_remap",),
         "params": ("iommufd", "qemu_version", "dma_remap", "pci_id"),
+    },
+    "virtio_viommu": {
+        "description": "passthrough + QEMU virtio-iommu with assigned devices: its page-size mask "
+                       "(granule) against the host's.",
+        "checks": _BASE + ("viommu.virtio.granule",),
+        "params": ("iommufd", "qemu_version", "granule"),
     },
     "pasid": {
         "description": "passthrough + PASID width and ATS for devices that need them.",
@@ -132,29 +170,22 @@ PROFILES = {
 }
 
 _VIOMMU_OF_PROFILE = (("intel_viommu", "intel-iommu"), ("smmuv3_accel", "arm-smmuv3"),
-                      ("amd_viommu", "amd-iommu"))
+                      ("amd_viommu", "amd-iommu"), ("virtio_viommu", "virtio-iommu"))
 
 _TRUE = ("on", "true", "yes", "y", "1")
 _FALSE = ("off", "false", "no", "n", "0")
 
 
 def parse_qemu_version(value):
-    """'10.2', '10.2.1', 'v10.1.0', 'master' -> (major, minor, micro); None when unparsable."""
-    if value is None:
-        return QEMU_MASTER
-    text = str(value).strip().lower()
-    if text in ("", "master", "latest", "git"):
-        return QEMU_MASTER
-    m = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", text)
-    if not m:
-        return None
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    """'11.1', '10.0.13', 'v10.1.0', 'master' -> (major, minor, micro); None when unparsable.
+
+    The rules applied are those of :func:`releases.rules_series` of that version.
+    """
+    return releases.parse(value)[0]
 
 
 def _version_text(v):
-    if v == QEMU_MASTER:
-        return "master (10.2.50)"
-    return "%d.%d.%d" % v
+    return releases.text(v)
 
 
 def _coerce(name, value):
@@ -176,7 +207,7 @@ def _coerce(name, value):
         return number, None
     if kind == "version":
         if parse_qemu_version(value) is None:
-            return None, "%s must be a QEMU release like '10.2' or 'master', not %s" % (name, _text(value))
+            return None, "%s must be a QEMU release like '11.1' or '10.0.13', not %s" % (name, _text(value))
         return str(value), None
     if value is None:
         value = ""
@@ -260,5 +291,15 @@ def resolve_profiles(profiles, params=None):
     if values["viommu"] == "auto":
         chosen = [v for p, v in _VIOMMU_OF_PROFILE if p in names]
         values["viommu"] = chosen[0] if chosen else "none"
-    values["_qemu"] = parse_qemu_version(values["qemu_version"]) or QEMU_MASTER
+    values["_qemu"], values["_qemu_note"] = releases.parse(values["qemu_version"])
+    if values["_qemu"] is None:
+        values["_qemu"], values["_qemu_note"] = QEMU_DEFAULT, None
+    # one setting, two spellings (QEMU 11.1 renamed intel-iommu's x- properties): the checks read the
+    # new name; which spelling was given is kept in "given" for the property-existence check
+    for new, olds in releases.SPELLINGS.items():
+        for old in olds:
+            if old in given and new not in given:
+                values[new] = given[old]
+    values["_given"] = sorted(given)
+    values["_profiles"] = list(names)
     return names, values, given, problems

@@ -17,7 +17,8 @@ checks do not apply to mdevs.
 from __future__ import absolute_import, division, print_function
 
 from ansible_collections.iommu.host.plugins.module_utils.policy.facts import _dict, _list
-from ansible_collections.iommu.host.plugins.module_utils.policy.params import QEMU_MASTER
+from ansible_collections.iommu.host.plugins.module_utils.policy import releases
+from ansible_collections.iommu.host.plugins.module_utils.policy.params import QEMU_DEFAULT
 
 __metaclass__ = type
 
@@ -33,22 +34,31 @@ CHECKS = {}
 _ORDER = []
 
 
-def _check(check_id, scope, title, reads, rule, mdev=None, host_iommu=False):
+def _check(check_id, scope, title, reads, rule, mdev=None, host_iommu=False, verified=None):
     """Register a check. scope: 'host' (once), 'vm' (once, VM configuration), 'device' (per device).
 
-    ``mdev``: for device checks, why the check does not apply to a mediated device.
+    ``mdev``: for device checks, why the check does not apply to a mediated device; True when the
+    check applies to mdevs too (then it is called with the mdev's UUID and its facts, and
+    ``ctx.is_mdev(uuid)`` is true).
     ``host_iommu``: a host check about the IOMMU itself; not applicable when only mdevs are assigned.
+    ``verified``: the QEMU release series whose behaviour the test bed's oracle compared with this
+    check (docs/qemu-matrix.md); None for host facts that no QEMU release changes.
     """
     def wrap(func):
         CHECKS[check_id] = {"id": check_id, "scope": scope, "title": title, "reads": reads, "rule": rule,
-                            "mdev": mdev, "host_iommu": host_iommu, "func": func}
+                            "mdev": mdev, "host_iommu": host_iommu, "func": func, "verified": verified}
         _ORDER.append(check_id)
         return func
     return wrap
 
 
-def _r(status, message, evidence=None, source=None, remedy=None, rule=None, basis=None):
+def _r(status, message, evidence=None, source=None, remedy=None, rule=None, basis=None, effect=None):
+    """A check's result. ``effect``: what QEMU does about a failure or warning - 'refuse' (the VM does not
+    start), 'block_migration' (it starts; migration is blocked) or 'warning' (QEMU warns); for a
+    failure without it the engine assumes 'refuse' for vIOMMU/device checks (see engine._effect)."""
     out = {"status": status, "message": message, "evidence": dict(evidence or {}), "remedy": remedy}
+    if effect:
+        out["effect"] = effect
     if source:
         out["evidence"]["source"] = source
     if basis:
@@ -75,13 +85,33 @@ class Context:
         self.cmdline = _dict(self.facts.get("cmdline"))
         self.effects = _dict(self.cmdline.get("effects"))
         self.firmware = _dict(self.facts.get("firmware"))
-        self.qemu = params.get("_qemu", QEMU_MASTER)
+        self.mdev_facts = _dict(self.facts.get("mdevs"))
+        self.qemu = params.get("_qemu") or QEMU_DEFAULT
+        # the release series whose rules apply (clamped to the verified range, see releases.py)
+        self.series = releases.rules_series(self.qemu)
+
+    def is_mdev(self, device):
+        return device in self.mdevs
+
+    def since(self, major, minor):
+        """True when the rules of QEMU major.minor or later apply."""
+        return self.series >= (major, minor)
+
+    def words(self, key):
+        """QEMU's text for ``key`` in the release asked for (releases._MESSAGES)."""
+        return releases.message(key, self.qemu)
+
+    def prop(self, param):
+        """QEMU's spelling of a parameter in the release asked for (fsts -> x-flts on 10.x)."""
+        return releases.property_name(param, self.qemu)
 
     @property
     def only_mdevs(self):
         return bool(self.mdevs) and not self.pci
 
     def dev(self, addr):
+        if addr in self.mdevs:
+            return _dict(self.mdev_facts.get(addr))
         return _dict(self.devices.get(addr))
 
     def vendors(self):

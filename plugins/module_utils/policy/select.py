@@ -24,10 +24,16 @@ _VENDOR_DEVICE_RE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{4}|\*)$")
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+def _on_vfio_driver(dev):
+    """Bound to any VFIO driver: the facts' vfio.bound (kernel evidence), else driver == vfio-pci (0.1 facts)."""
+    bound = _dict(dev.get("vfio")).get("bound")
+    return bound if isinstance(bound, bool) else dev.get("driver") == "vfio-pci"
+
+
 def select_devices(facts, devices):
     """Resolve device specs against the facts.
 
-    Specs: ``all_vfio`` (every PCI device bound to vfio-pci), a PCI address
+    Specs: ``all_vfio`` (every PCI device bound to a VFIO driver: vfio-pci or a variant), a PCI address
     (``0000:01:00.0`` or ``01:00.0``), ``vendor:device`` (``8086:10d3``, ``8086:*``)
     or an mdev UUID. A string may hold several, separated by commas or spaces.
     Returns (pci addresses, mdev uuids, [(spec, problem)], [(spec, matched)]).
@@ -57,9 +63,9 @@ def select_devices(facts, devices):
         found = []
         addr = sysfs.normalize_pci_address(text)
         if text.replace("-", "_") == ALL_VFIO:
-            found = [a for a in sorted(pci_devs) if _dict(pci_devs[a]).get("driver") == "vfio-pci"]
+            found = [a for a in sorted(pci_devs) if _on_vfio_driver(_dict(pci_devs[a]))]
             if not found:
-                problems.append((spec, "no PCI device is bound to vfio-pci on this host"))
+                problems.append((spec, "no PCI device is bound to a VFIO driver (vfio-pci or a variant) on this host"))
             pci.extend(a for a in found if a not in pci)
         elif addr:
             if addr in pci_devs:

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Device checks: can QEMU open and bind each assigned PCI function (scope device).
 
-device.vfio_pci (bound to vfio-pci), device.not_in_use (no process holds its VFIO node),
+device.vfio_driver (bound to vfio-pci or a VFIO variant driver), device.not_in_use (no process holds its VFIO node),
 device.group_viable (every other endpoint of its IOMMU group on vfio-pci/pci-stub),
 device.hw_info (IOMMU_GET_HW_INFO obtained). Rules mirror QEMU hw/vfio/iommufd.c
 (iommufd_cdev_getfd, the iommufd bind, hiod_iommufd_vfio_realize) and Linux drivers/vfio/group.c.
@@ -32,28 +32,43 @@ def _bind_remedy(addr, driver):
             "across reboots).").format(a=addr)
 
 
-@_check("device.vfio_pci", "device", "Device bound to vfio-pci",
-        "devices.<a>.{driver,driver_override}, kernel.vfio_pci.supported",
-        "QEMU hw/vfio/iommufd.c iommufd_cdev_getfd(): \"couldn't open directory %s\" when the device has "
-        "no vfio-dev/ (not bound to a VFIO driver), QEMU >= 9.0", mdev=_MDEV_DRIVER)
-def _device_vfio_pci(ctx, addr, dev, params):
+def vfio_driver(dev):
+    """(bound, driver, variant) of a device: bound to any VFIO driver (vfio-pci or a variant driver).
+
+    The facts' ``vfio`` section says it from the kernel (the device's vfio-dev/ entry, the driver being
+    a vfio_pci_core user); facts without it (schema 1 of iommu.host 0.1) fall back to driver == vfio-pci.
+    """
+    vfio = dev.get("vfio")
     driver = dev.get("driver")
-    ev = {_dev_path(addr, "driver"): driver, _dev_path(addr, "driver_override"): dev.get("driver_override")}
-    source = "sysfs /sys/bus/pci/devices/%s/driver" % addr
-    if driver == "vfio-pci":
-        return _r(PASS, "Bound to vfio-pci%s." % (
-            " (cdev %s)" % dev["vfio_cdev"] if isinstance(dev.get("vfio_cdev"), str) else ""), ev, source)
+    if isinstance(vfio, dict) and isinstance(vfio.get("bound"), bool):
+        return vfio["bound"], vfio.get("driver") or driver, bool(vfio.get("variant"))
+    return driver == "vfio-pci", driver, False
+
+
+@_check("device.vfio_driver", "device", "Device bound to a VFIO driver (vfio-pci or a variant)",
+        "devices.<a>.{vfio.bound,vfio.driver,vfio.variant,driver,driver_override}, kernel.vfio_pci.supported",
+        "QEMU hw/vfio/iommufd.c iommufd_cdev_getfd(): \"couldn't open directory %s\" when the device has "
+        "no vfio-dev/ (not bound to a VFIO driver), QEMU >= 9.0; any vfio_pci_core driver serves QEMU's vfio-pci",
+        mdev=_MDEV_DRIVER, verified=((10, 0), (11, 1)))
+def _device_vfio_driver(ctx, addr, dev, params):
+    bound, driver, variant = vfio_driver(dev)
+    ev = {_dev_path(addr, "driver"): dev.get("driver"), _dev_path(addr, "driver_override"): dev.get("driver_override"),
+          _dev_path(addr, "vfio"): dev.get("vfio")}
+    source = "sysfs /sys/bus/pci/devices/%s (driver, vfio-dev/)" % addr
+    cdev = " (cdev %s)" % dev["vfio_cdev"] if isinstance(dev.get("vfio_cdev"), str) else ""
+    if bound:
+        return _r(PASS, "Bound to %s%s%s." % (driver, ", a VFIO variant driver" if variant else "", cdev), ev, source)
     if "driver" not in dev:
         return _r(FAIL, "Cannot verify: the facts have no driver for this device.", ev, "facts",
                   "Gather the facts again with iommu.host.iommu_facts.")
     extra = ""
-    if dev.get("driver_override") == "vfio-pci":
-        extra = "; driver_override is already vfio-pci, but the device has not been re-probed"
+    if dev.get("driver_override"):
+        extra = "; driver_override is already %s, but the device has not been re-probed" % dev["driver_override"]
     if _get(ctx.kernel, "vfio_pci", "supported") is False:
         ev["kernel.vfio_pci.supported"] = False
         extra += "; the kernel has no vfio-pci driver (CONFIG_VFIO_PCI)"
     qemu = "couldn't open directory /sys/bus/pci/devices/%s/vfio-dev" % addr if params.get("iommufd", True) else ""
-    return _r(FAIL, "Bound to %s, not vfio-pci%s.%s" % (
+    return _r(FAIL, "Bound to %s, not a VFIO driver%s.%s" % (
         driver or "no driver", extra, " QEMU stops with \"vfio %s: %s\"." % (addr, qemu) if qemu else ""),
         ev, source, _bind_remedy(addr, driver))
 
@@ -70,9 +85,19 @@ def _device_not_in_use(ctx, addr, dev, params):
     if not isinstance(users, list):
         return _r(FAIL, "Cannot verify: the facts do not say whether a process holds the device "
                         "(in_use_by missing).", ev, "facts", "Gather the facts again with iommu.host.iommu_facts.")
+    bound = dev.get("in_use_bound_by")
+    if isinstance(bound, list):
+        ev[_dev_path(addr, "in_use_bound_by")] = bound
+    if users and isinstance(bound, list) and not bound:
+        # oracle (QEMU 10.0, 11.1): a process that only open(2)s the cdev does not stop QEMU's bind
+        return _r(WARN, "Held open by %s, which has not bound it to an iommufd (no /dev/iommu, no group node): QEMU "
+                        "can still bind it and start, but that process shares the device (and its resets)." % (
+                            ", ".join(str(u) for u in users)), ev, source,
+                  "Make sure the process holding the device is not a VM or driver using it.")
     if users:
         return _r(FAIL, "In use by %s: a VM or process holds its VFIO device node; QEMU cannot bind it "
-                        "(\"vfio %s: error bind device fd=N to iommufd=M\")." % (", ".join(str(u) for u in users), addr),
+                        "(\"vfio %s: error bind device fd=N to iommufd=M: Invalid argument\")." % (
+                            ", ".join(str(u) for u in (bound or users)), addr),
                   ev, source, "Stop the VM or process using it (or assign another device), then run the "
                               "preflight again.")
     return _r(PASS, "No process holds its VFIO device or group node.", ev, source)
@@ -100,9 +125,12 @@ def _device_group_viable(ctx, addr, dev, params):
             gid, "other members: %s" % ", ".join(members) if members else "no other member"), ev, source)
     if viable is False:
         blockers = [str(b) for b in _list(dev.get("group_blockers"))]
+        qemu = ("vfio %s: error bind device fd=N to iommufd=M: Operation not permitted" % addr
+                if params.get("iommufd", True) else "vfio %s: group %s is not viable" % (addr, gid))
         return _r(FAIL, "IOMMU group %s is not viable: %s %s bound to host drivers, and a group has a "
-                        "single DMA owner." % (gid, ", ".join(blockers) or "other members",
-                                               "is" if len(blockers) == 1 else "are"), ev, source,
+                        "single DMA owner; QEMU stops with \"%s\"." % (
+                            gid, ", ".join(blockers) or "other members", "is" if len(blockers) == 1 else "are",
+                            qemu), ev, source,
                   "Bind every endpoint of group %s to vfio-pci (or pci-stub) as well, or move the device to "
                   "a slot with its own group (ACS-capable root port)." % gid)
     return _r(FAIL, "Cannot verify: the facts do not say whether group %s is viable." % gid, ev, "facts",
@@ -123,9 +151,9 @@ def _device_hw_info(ctx, addr, dev, params):
     if not isinstance(hw, dict):
         ev[_dev_path(addr, "driver")] = dev.get("driver")
         ev[_dev_path(addr, "vfio_cdev")] = dev.get("vfio_cdev")
-        if dev.get("driver") != "vfio-pci":
-            why = "the device is not bound to vfio-pci"
-            remedy = "Bind it to vfio-pci (see device.vfio_pci), then gather the facts again."
+        if not vfio_driver(dev)[0]:
+            why = "the device is not bound to vfio-pci (or a VFIO variant driver)"
+            remedy = "Bind it to vfio-pci (see device.vfio_driver), then gather the facts again."
         elif not dev.get("vfio_cdev"):
             why = "the device has no VFIO cdev (see host.vfio_cdev)"
             remedy = "Use a kernel with CONFIG_VFIO_DEVICE_CDEV=y."

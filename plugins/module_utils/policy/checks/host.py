@@ -285,9 +285,13 @@ def _host_interrupt_remapping(ctx, params):
           "kernel.allow_unsafe_interrupts": ctx.kernel.get("allow_unsafe_interrupts"),
           "cmdline.effects.intremap_off": ctx.effects.get("intremap_off")}
     source = _get(ir, "source") or "/proc/interrupts"
-    qemu = ("iommufd refuses to bind the device (EPERM) and QEMU stops with \"vfio <address>: error bind "
-            "device fd=N to iommufd=M\"" if params.get("iommufd", True)
-            else "vfio_iommu_type1 refuses to attach the group")
+    addr = ctx.first_device()
+    group = _get(ctx.devices.get(addr), "iommu_group") if addr in ctx.devices else None
+    qemu = ("iommufd refuses to bind the device (EPERM) and QEMU stops with \"vfio %s: error bind "
+            "device fd=N to iommufd=M: Operation not permitted\"" % addr if params.get("iommufd", True)
+            else "vfio_iommu_type1 refuses to attach the group and QEMU stops with \"vfio %s: failed to setup "
+                 "container for group %s: Failed to set iommu for container: Operation not permitted\"" % (
+                     addr, group if group is not None else "<group>"))
     remedy = ("Enable interrupt remapping: keep intremap on (remove intremap=off / nointremap), enable "
               "'Interrupt Remapping' / x2APIC in the firmware; in a QEMU guest use intel-iommu,intremap=on "
               "or amd-iommu,intremap=on with -machine kernel-irqchip=split. Last resort, unsafe: "

@@ -13,7 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 from ansible_collections.iommu.host.plugins.module_utils.policy.facts import (
     _TYPE_IDS, _derived_note, _dev_path, _flag, _get, _hw_ok, _hw_type_id, vendor_view)
-from ansible_collections.iommu.host.plugins.module_utils.policy.params import QEMU_MASTER, _version_text
+from ansible_collections.iommu.host.plugins.module_utils.policy.params import _version_text
 from ansible_collections.iommu.host.plugins.module_utils.policy.registry import (
     FAIL, _MDEV_VIOMMU, NA, PASS, WARN, _check, _onoff, _qemu_err, _r)
 
@@ -30,9 +30,18 @@ _OAS_BITS = {0: 32, 1: 36, 2: 40, 3: 42, 4: 44, 5: 48, 6: 52, 7: 56}
 def _smmu_config(ctx, params):
     ev = dict(("params.%s" % k, params.get(k)) for k in ("stage", "oas", "ssidsize", "iommufd", "qemu_version"))
     problems = []
-    if ctx.qemu < QEMU_MASTER:
-        problems.append("arm-smmuv3 accel=on does not exist in QEMU %s (added after 10.2, 79fcbec80a)"
-                        % _version_text(ctx.qemu))
+    ev["params.accel"] = params.get("accel")
+    if not params.get("accel", True):
+        addr = ctx.first_device()
+        return _r(FAIL, "arm-smmuv3 without accel=on emulates the SMMU and cannot translate VFIO devices: QEMU refuses "
+                        "them when VFIO registers its IOMMU notifier: \"vfio %s: memory listener initialization "
+                        "failed: Region smmuv3-iommu-memory-region-BB-DD: device BB.DD.F requires iommu MAP notifier "
+                        "which is not currently supported\" (BB.DD.F = the device's guest address)." % addr, ev,
+                  "preflight parameters", "Use arm-smmuv3,accel=on (QEMU 11.0+, iommufd backend) for assigned "
+                                          "devices, or no vSMMU.")
+    if not ctx.since(11, 0):
+        problems.append("arm-smmuv3 accel=on does not exist in QEMU %s (added after 10.2, 79fcbec80a): \"Property "
+                        "'arm-smmuv3.accel' not found\"" % _version_text(ctx.qemu))
     if str(params.get("stage")) != "1":
         problems.append("\"Only stage1 is supported for SMMUv3 with accel=on\"")
     if params.get("oas") not in (44, 48):
@@ -45,7 +54,7 @@ def _smmu_config(ctx, params):
                         "arm-smmuv3,accel=on\"")
     if problems:
         return _r(FAIL, "QEMU rejects this arm-smmuv3,accel=on configuration: %s." % "; ".join(problems), ev,
-                  "preflight parameters", "Use QEMU master (11.0), stage=1, oas=44 or 48, ssidsize 0..20, and "
+                  "preflight parameters", "Use QEMU 11.0 or later, stage=1, oas=44 or 48, ssidsize 0..20, and "
                                           "vfio-pci with iommufd=.")
     return _r(PASS, "arm-smmuv3,accel=on properties are valid: stage=1, oas=%s, ssidsize=%s, ril=%s, ats=%s." % (
         params.get("oas"), ssid, _onoff(params.get("ril")), _onoff(params.get("ats"))), ev, "preflight parameters")
