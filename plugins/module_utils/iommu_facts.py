@@ -11,9 +11,10 @@ reads go through :mod:`iommu_sysfs`, ioctls through :mod:`iommu_uapi`.
 
 from __future__ import absolute_import, division, print_function
 
-from ansible_collections.iommu.host.plugins.module_utils import iommu_decode as decode
+from ansible_collections.iommu.host.plugins.module_utils.decode import api as decode
 from ansible_collections.iommu.host.plugins.module_utils import iommu_sysfs as sysfs
 from ansible_collections.iommu.host.plugins.module_utils import iommu_uapi as uapi
+from ansible_collections.iommu.host.plugins.module_utils.fleet.capabilities import with_capabilities
 
 __metaclass__ = type
 
@@ -82,6 +83,19 @@ def _param_bool(text):
     return text.strip() in ("Y", "y", "1")
 
 
+def bound_holders(dev, holders):
+    """Holders that keep the device from a new owner: the group node's (a group opens once), and the
+    cdev's that also hold /dev/iommu (bound to an iommufd: a second bind gets EINVAL). A process that
+    merely open(2)ed the cdev does not stop QEMU (test bed, QEMU 10.0/11.1)."""
+    bound = []
+    if dev.get("vfio_cdev"):
+        iommufd = set(holders.get("/dev/iommu", []))
+        bound += [h for h in holders.get("/dev/vfio/devices/%s" % dev["vfio_cdev"], []) if h in iommufd]
+    if dev.get("iommu_group"):
+        bound += holders.get("/dev/vfio/%s" % dev["iommu_group"], [])
+    return sorted(set(bound))
+
+
 def _device_view(dev, groups, devices, units, holders):
     """Per-device facts derived from sysfs: group, viability, in-use, unit."""
     group = groups.get(dev["iommu_group"]) if dev["iommu_group"] else None
@@ -95,6 +109,7 @@ def _device_view(dev, groups, devices, units, holders):
     dev["group_blockers"] = sysfs.group_members_not_vfio(devices, members, dev["address"])
     dev["group_viable"] = not dev["group_blockers"] if group else None
     dev["in_use_by"] = sorted(set(in_use))
+    dev["in_use_bound_by"] = bound_holders(dev, holders)
     unit = units.get(dev["iommu_unit"]) if dev["iommu_unit"] else None
     dev["iommu_vendor"] = unit["vendor"] if unit else None
     dev["has_iommu"] = bool(group)
@@ -102,14 +117,56 @@ def _device_view(dev, groups, devices, units, holders):
 
 
 def query_candidates(devices, selected=None):
-    """Devices whose hw_info may be read through iommufd: bound to vfio-pci, with a cdev, not in use."""
+    """Devices whose hw_info may be read through iommufd: bound to a VFIO driver (vfio-pci or a
+    variant driver), with a cdev, not in use."""
     out = []
     for addr, dev in sorted(devices.items()):
         if selected is not None and addr not in selected:
             continue
-        if dev["driver"] == "vfio-pci" and dev["vfio_cdev"] and not dev["in_use_by"]:
+        if sysfs.is_vfio_bound(dev) and dev["vfio_cdev"] and not dev["in_use_by"]:
             out.append(addr)
     return out
+
+
+def _features_not_read(reason, error=None):
+    out = {"source": "none", "skipped": reason}
+    if error is not None:
+        out["error"] = error
+    return out
+
+
+def features_after_error(e):
+    """vfio_features for a query that failed: the probes made before the failure, or why none were."""
+    if getattr(e, "features", None):
+        return e.features
+    return _features_not_read("not opened: %s failed (%s)" % (e.step or "the query", e.message), e.as_dict())
+
+
+MDEV_NO_HW_INFO = ("mediated device: no IOMMU of its own (it binds to iommufd as an emulated device, an "
+                   "ACCESS object), so there is no IOMMU_GET_HW_INFO answer; QEMU does not ask it either")
+
+
+def _mdev_in_use(mdev, holders):
+    in_use = []
+    if mdev.get("vfio_cdev"):
+        in_use += holders.get("/dev/vfio/devices/%s" % mdev["vfio_cdev"], [])
+    if mdev.get("iommu_group"):
+        in_use += holders.get("/dev/vfio/%s" % mdev["iommu_group"], [])
+    return sorted(set(in_use))
+
+
+def query_mdev_features(uuid, mdev, mdev_query=None):
+    """Bind an mdev's VFIO cdev to a private iommufd context and probe its VFIO features.
+
+    Returns (vfio_features, error dict or None). ``mdev_query``: the function doing
+    the ioctls (default iommu_uapi.query_features; tests inject one).
+    """
+    try:
+        info = (mdev_query or uapi.query_features)(uapi.VFIO_CDEV_DIR + "/" + mdev["vfio_cdev"], device=uuid,
+                                                   context={"in_use_by": mdev.get("in_use_by") or []})
+    except uapi.IommuError as e:
+        return features_after_error(e), e.as_dict()
+    return info["features"], None
 
 
 def hw_info_result(info, release):
@@ -172,17 +229,21 @@ def query_hw_info(dev, query, in_type, interrupt_remapping, release, units):
     hw = hw_info_result(info, release)
     hw["device_reset"] = True
     hw["consistent_with_sysfs"] = compare_with_sysfs(hw, units.get(dev["iommu_unit"]))
+    if info.get("features") is not None:
+        hw["vfio_features"] = info["features"]   # moved to the device entry by the callers
     return hw
 
 
-def gather(root="/", sysfs_only=False, selected=None, in_type=None, query=None):
+def gather(root="/", sysfs_only=False, selected=None, in_type=None, query=None, mdev_query=None):
     """Collect the ``iommu`` facts below ``root``.
 
     ``sysfs_only``: open no device (no reset). Otherwise every device bound to
-    vfio-pci with a VFIO cdev that no process holds (or only those in
-    ``selected``) is bound to a private iommufd context and queried; that
-    resets the device (see iommu_uapi.bind_iommufd).
-    ``query``: the function doing the iommufd query (tests inject one).
+    a VFIO driver (vfio-pci or a variant driver) with a VFIO cdev that no process
+    holds (or only those in ``selected``) is bound to a private iommufd context and
+    queried (hw_info and the VFIO_DEVICE_FEATURE probes); that resets the device
+    (see iommu_uapi.bind_iommufd). Idle mdevs with a VFIO cdev (or those in
+    ``selected``, by UUID) are bound the same way to probe their VFIO features.
+    ``query`` / ``mdev_query``: the functions doing the ioctls (tests inject them).
     """
     reader = sysfs.SysfsReader(root)
     release = reader.kernel_release()
@@ -213,26 +274,52 @@ def gather(root="/", sysfs_only=False, selected=None, in_type=None, query=None):
             hw = query_hw_info(dev, query, in_type, kernel["interrupt_remapping"]["enabled"], release, units)
         except uapi.IommuError as e:
             dev["hw_info"] = {"source": "iommufd", "error": e.as_dict()}
+            dev["vfio_features"] = features_after_error(e)
             findings.append(dict(e.as_dict(), severity="warning"))
             continue
+        if "vfio_features" in hw:
+            dev["vfio_features"] = hw.pop("vfio_features")
         dev["hw_info"] = hw
         queried.append(addr)
         unit = units.get(dev["iommu_unit"])
         if unit is not None and "iommufd" not in unit:
             unit["iommufd"] = {"via": addr, "type": hw["type"], "vendor": hw["vendor"],
                                "consistent_with_sysfs": hw["consistent_with_sysfs"]}
-    for dev in devices.values():
-        if dev["driver"] == "vfio-pci" and dev["in_use_by"] and "hw_info" not in dev:
+    for addr, dev in devices.items():
+        if sysfs_only and "hw_info" in dev:
+            dev["vfio_features"] = _features_not_read(dev["hw_info"]["skipped"])
+        if sysfs.is_vfio_bound(dev) and dev["in_use_by"] and "hw_info" not in dev:
             dev["hw_info"] = {"source": "none",
                               "skipped": "in use by %s: not opened (opening would reset it)"
                                          % ", ".join(dev["in_use_by"])}
+            dev["vfio_features"] = _features_not_read(dev["hw_info"]["skipped"])
+
+    queried_mdevs = []
+    for uuid, mdev in sorted(mdevs.items()):
+        mdev["in_use_by"] = _mdev_in_use(mdev, holders)
+        mdev["hw_info"] = {"source": "none", "skipped": MDEV_NO_HW_INFO}
+        if not mdev["vfio"]["bound"] or not mdev["vfio_cdev"]:
+            continue
+        if selected is not None and uuid not in selected:
+            continue
+        if sysfs_only:
+            mdev["vfio_features"] = _features_not_read("sysfs_only: device not opened")
+            continue
+        if mdev["in_use_by"]:
+            mdev["vfio_features"] = _features_not_read("in use by %s: not opened" % ", ".join(mdev["in_use_by"]))
+            continue
+        mdev["vfio_features"], error = query_mdev_features(uuid, mdev, mdev_query)
+        if error:
+            findings.append(dict(error, severity="warning"))
+        else:
+            queried_mdevs.append(uuid)
 
     real_units = [u for u in units.values() if u["vendor"] not in ("selftest",)]
     for error in reader.errors:
         findings.append({"code": "sysfs_read", "severity": "warning",
                          "message": "%s: %s" % (error["path"], error["error"]), "step": "read",
                          "device": None, "remedy": None, "errno": None})
-    return {
+    return with_capabilities({
         "schema_version": SCHEMA_VERSION,
         "mode": mode,
         "present": bool(real_units),
@@ -245,16 +332,18 @@ def gather(root="/", sysfs_only=False, selected=None, in_type=None, query=None):
         "devices": devices,
         "mdevs": mdevs,
         "queried": queried,
+        "queried_mdevs": queried_mdevs,
         "summary": {
             "units": len(real_units),
             "groups": len(groups),
             "devices": len(devices),
             "vfio_pci_devices": sorted(a for a, d in devices.items() if d["driver"] == "vfio-pci"),
+            "vfio_devices": sorted(a for a, d in devices.items() if sysfs.is_vfio_bound(d)),
             "default_domain_types": sorted(set(g["type"] for g in groups.values() if g["type"])),
             "mdevs": len(mdevs),
         },
         "findings": findings,
-    }
+    })
 
 
 # ---------------------------------------------------------------------------
@@ -284,8 +373,12 @@ def resolve_device(reader, spec):
     return None, "%s: not a PCI address, VFIO cdev, sysfs device path or mdev UUID" % spec
 
 
-def query_named(specs, in_type=None, check_mode=False, root="/", query=None):
-    """hw_info for named devices. Returns (results by address, failures)."""
+def query_named(specs, in_type=None, check_mode=False, root="/", query=None, mdev_query=None):
+    """hw_info and VFIO features for named devices. Returns (results by address, failures).
+
+    A PCI device's result is its hw_info with ``vfio_features`` added; an mdev's is
+    its sysfs entry with ``vfio_features`` (mdevs have no hw_info, which is no failure).
+    """
     reader = sysfs.SysfsReader(root)
     release = reader.kernel_release()
     devices = reader.pci_devices()
@@ -302,7 +395,21 @@ def query_named(specs, in_type=None, check_mode=False, root="/", query=None):
                                        "(/dev/vfio/devices/vfio0) or sysfs path."})
             continue
         if kind == "mdev":
-            results[address] = dict(reader.mdevs().get(address, {}), source="sysfs", hw_info=None)
+            mdev = dict(reader.mdevs().get(address, {}))
+            mdev["in_use_by"] = _mdev_in_use(mdev, holders)
+            result = dict(mdev, source="sysfs", hw_info=None, hw_info_skipped=MDEV_NO_HW_INFO)
+            if check_mode:
+                result["vfio_features"] = _features_not_read("check mode: device not opened")
+            elif not mdev.get("vfio", {}).get("bound") or not mdev.get("vfio_cdev"):
+                result["vfio_features"] = _features_not_read("not bound to a VFIO driver with a VFIO cdev")
+            elif mdev["in_use_by"]:
+                result["vfio_features"] = _features_not_read(
+                    "in use by %s: not opened" % ", ".join(mdev["in_use_by"]))
+            else:
+                result["vfio_features"], error = query_mdev_features(address, mdev, mdev_query)
+                if error:
+                    failures.append(error)
+            results[address] = result
             continue
         dev = _device_view(devices[address], groups, devices, units, holders)
         problem = _unqueryable(dev)
@@ -310,30 +417,35 @@ def query_named(specs, in_type=None, check_mode=False, root="/", query=None):
             failures.append(dict(problem, device=address))
             continue
         if check_mode:
-            results[address] = {"source": "none", "skipped": "check mode: device not opened (opening resets it)"}
+            skipped = "check mode: device not opened (opening resets it)"
+            results[address] = {"source": "none", "skipped": skipped,
+                                "vfio_features": _features_not_read(skipped)}
             continue
         try:
             hw = query_hw_info(dev, query, in_type, irq, release, units)
         except uapi.IommuError as e:
             failures.append(e.as_dict())
+            if getattr(e, "features", None):
+                results[address] = {"source": "iommufd", "error": e.as_dict(), "vfio_features": e.features}
             continue
         hw["iommu_unit"] = dev["iommu_unit"]
+        hw["vfio"] = dev["vfio"]
         results[address] = hw
     return results, failures
 
 
 def _unqueryable(dev):
     """Why a PCI device cannot be queried through iommufd without harm, or None."""
-    if dev["driver"] != "vfio-pci":
+    if not sysfs.is_vfio_bound(dev):
         return {"code": "not_vfio_pci",
-                "message": "device is bound to %s, not vfio-pci; only vfio-pci devices have a VFIO cdev."
-                           % (dev["driver"] or "no driver"),
+                "message": "device is bound to %s, not to a VFIO driver (vfio-pci or a VFIO variant driver); "
+                           "only devices on a VFIO driver have a VFIO cdev." % (dev["driver"] or "no driver"),
                 "remedy": "Bind it to vfio-pci (module iommu.host.vfio_pci), or use the sysfs facts "
                           "(module iommu.host.iommu_facts) for its IOMMU unit."}
     if not dev["vfio_cdev"]:
         return {"code": "no_vfio_cdev",
-                "message": "device is bound to vfio-pci but has no VFIO cdev (vfio-dev/): the kernel "
-                           "lacks CONFIG_VFIO_DEVICE_CDEV.",
+                "message": "device is bound to %s but has no VFIO cdev (vfio-dev/): the kernel "
+                           "lacks CONFIG_VFIO_DEVICE_CDEV." % dev["driver"],
                 "remedy": "Use a kernel with CONFIG_VFIO_DEVICE_CDEV=y, or the sysfs facts."}
     if dev["in_use_by"]:
         return {"code": "in_use",

@@ -56,6 +56,13 @@ PCI_HOST_BRIDGE_CLASS = 0x0600
 
 _VFIO_DRIVERS = ("vfio-pci", "pci-stub")
 
+# The one VFIO PCI driver known by name: vfio-pci itself (drivers/vfio/pci/vfio_pci.c).
+# Variant drivers are recognised from the kernel (vfio_binding), not from names.
+VFIO_PCI = "vfio-pci"
+# Modules every VFIO driver links against: a loaded driver module that holds one of
+# them (/sys/module/<core>/holders/<module>) is a VFIO driver.
+VFIO_CORE_MODULES = ("vfio_pci_core", "vfio")
+
 _PCI_ATTRS = ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
 
 # What `uname -r` can print; anything else is not used to build paths.
@@ -422,7 +429,58 @@ class SysfsReader:
                 "physfn": links["physfn"],
                 "net_interfaces": net,
             }
+            devices[addr]["vfio"] = self._vfio_binding("pci", addr, links["driver"], vfio)
+        self._vfio_group_evidence(devices, "/sys/bus/pci/devices")
         return devices
+
+    # -- VFIO drivers -------------------------------------------------------
+
+    def driver_module(self, bus, driver):
+        """Module of a bound driver (/sys/bus/<bus>/drivers/<driver>/module), cached; None if unknown.
+
+        Built-in drivers registered with a module name have the link too; their
+        /sys/module/<name> has no holders/ directory.
+        """
+        cache = self.__dict__.setdefault("_driver_modules", {})
+        key = (bus, driver)
+        if key not in cache:
+            cache[key] = self.link_name("/sys/bus/%s/drivers/%s/module" % (bus, driver)) if driver else None
+        return cache[key]
+
+    def module_holders(self, module):
+        """Names in /sys/module/<module>/holders (modules that link against it), cached."""
+        cache = self.__dict__.setdefault("_holders", {})
+        if module not in cache:
+            cache[module] = set(self.listdir("/sys/module/%s/holders" % module))
+        return cache[module]
+
+    def _vfio_binding(self, bus, name, driver, vfio_dev):
+        module = self.driver_module(bus, driver)
+        held = []
+        if module:
+            held = [core for core in VFIO_CORE_MODULES if module in self.module_holders(core)]
+        base = "/sys/bus/%s/devices/%s" % (bus, name)
+        return vfio_binding(driver, vfio_dev, module, held, source="sysfs:%s" % base)
+
+    def _vfio_group_evidence(self, devices, top):
+        """A driver-bound device with no other evidence, alone with a driver in its IOMMU group,
+        whose group has a VFIO group node /dev/vfio/<group>: only a VFIO driver creates that node
+        (CONFIG_VFIO_GROUP), so the device's driver is one."""
+        with_driver = {}
+        for dev in devices.values():
+            if dev.get("driver") and dev.get("iommu_group"):
+                with_driver.setdefault(dev["iommu_group"], []).append(dev)
+        nodes = None
+        for gid, members in with_driver.items():
+            if len(members) != 1 or members[0]["vfio"]["bound"]:
+                continue
+            if nodes is None:
+                nodes = set(self.listdir("/dev/vfio"))   # one listing, not one stat per group
+            node = "/dev/vfio/%s" % gid
+            if gid in nodes:
+                dev = members[0]
+                dev["vfio"] = vfio_binding(dev["driver"], [], dev["vfio"].get("module"),
+                                           [], group_node=node, source=dev["vfio"]["source"])
 
     def _listdir_at(self, dfd, name, rel):
         try:
@@ -449,13 +507,22 @@ class SysfsReader:
             except OSError:
                 parent = None
             vfio = self.listdir(base + "/vfio-dev")
+            driver = self.link_name(base + "/driver")
+            group = self.link_name(base + "/iommu_group")
+            binding = self._vfio_binding("mdev", uuid, driver, vfio)
+            if not binding["bound"] and driver and group and self.exists("/dev/vfio/%s" % group):
+                # an mdev's group is its own (vfio_register_emulated_iommu_dev)
+                binding = vfio_binding(driver, vfio, binding.get("module"), [],
+                                       group_node="/dev/vfio/%s" % group, source=binding["source"])
+            binding["variant"] = False
             mdevs[uuid] = {
                 "uuid": uuid,
                 "parent": parent,
                 "mdev_type": self.link_name(base + "/mdev_type"),
-                "driver": self.link_name(base + "/driver"),
-                "iommu_group": self.link_name(base + "/iommu_group"),
+                "driver": driver,
+                "iommu_group": group,
                 "vfio_cdev": vfio[0] if vfio else None,
+                "vfio": binding,
                 "has_iommu": False,
                 "note": "mediated device: no IOMMU of its own; DMA goes through its parent %s"
                         % (parent or "device"),
@@ -648,6 +715,49 @@ def parse_reserved_regions(text):
     return regions, problems
 
 
+def vfio_binding(driver, vfio_dev, module=None, holds=(), group_node=None, source=None):
+    """Whether a device is bound to a VFIO driver, from what the kernel shows. Pure.
+
+    ``driver``: the bound driver's name (the ``driver`` link) or None; ``vfio_dev``:
+    the entries of the device's ``vfio-dev/`` directory (a VFIO device registered
+    for it: vfio_main.c creates ``vfioN`` there for every VFIO driver, with or
+    without CONFIG_VFIO_DEVICE_CDEV); ``module``: the driver's module; ``holds``: the
+    VFIO core modules (vfio_pci_core, vfio) that module is a holder of;
+    ``group_node``: the /dev/vfio/<group> node when the device is the group's only
+    bound member. Returns {bound, driver, variant, cdev, detected_by, module, source}.
+    """
+    vfio_dev = [str(v) for v in (vfio_dev or []) if str(v).startswith("vfio")]
+    evidence = []
+    if vfio_dev:
+        evidence.append("vfio-dev/%s" % vfio_dev[0])
+    if driver == VFIO_PCI:
+        evidence.append("driver %s" % VFIO_PCI)
+    if driver and module:
+        holds = list(holds or ())
+        for core in [c for c in VFIO_CORE_MODULES if c in holds] + [c for c in holds if c not in VFIO_CORE_MODULES]:
+            evidence.append("/sys/module/%s/holders/%s" % (core, module))
+    if driver and group_node:
+        evidence.append("%s (only bound device of its IOMMU group)" % group_node)
+    bound = bool(evidence)
+    return {
+        "bound": bound,
+        "driver": driver if bound else None,
+        "variant": bool(bound and driver and driver != VFIO_PCI),
+        "cdev": vfio_dev[0] if vfio_dev else None,
+        "detected_by": evidence,
+        "module": module,
+        "source": source,
+    }
+
+
+def is_vfio_bound(dev):
+    """True when a device entry (pci_devices()/mdevs()) is bound to any VFIO driver."""
+    vfio = dev.get("vfio")
+    if isinstance(vfio, dict):
+        return bool(vfio.get("bound"))
+    return dev.get("driver") == VFIO_PCI
+
+
 def unit_vendor(name, entries):
     if "intel-iommu" in entries:
         return "intel_vtd"
@@ -683,8 +793,8 @@ def _hex4(text):
 def group_members_not_vfio(devices, group_devices, address):
     """Members of ``address``'s group that keep it from being viable.
 
-    A group is viable for VFIO when every other endpoint is bound to vfio-pci or
-    pci-stub, or to no driver; bridges do not count (vfio's own rule,
+    A group is viable for VFIO when every other endpoint is bound to a VFIO driver
+    (vfio-pci or a variant driver, see vfio_binding) or pci-stub, or to no driver; bridges do not count (vfio's own rule,
     drivers/vfio/group.c and Documentation/driver-api/vfio.rst).
     Returns ["address (driver)", ...].
     """
@@ -696,6 +806,6 @@ def group_members_not_vfio(devices, group_devices, address):
         if dev is None or dev.get("is_bridge"):
             continue
         driver = dev.get("driver")
-        if driver and driver not in _VFIO_DRIVERS:
+        if driver and driver not in _VFIO_DRIVERS and not is_vfio_bound(dev):
             blockers.append("%s (%s)" % (member, driver))
     return blockers

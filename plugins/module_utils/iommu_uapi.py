@@ -27,6 +27,32 @@ IOMMU_IOAS_ALLOC = 0x3B81
 IOMMU_GET_HW_INFO = 0x3B8A
 IOMMU_TEST_CMD = 0x3BA0  # drivers/iommu/iommufd/iommufd_test.h, CONFIG_IOMMUFD_TEST only
 VFIO_DEVICE_BIND_IOMMUFD = 0x3B76
+VFIO_DEVICE_FEATURE = 0x3B75  # _IO(VFIO_TYPE, VFIO_BASE + 17), vfio.h
+
+# struct vfio_device_feature (vfio.h): __u32 argsz; __u32 flags; __u8 data[].
+# flags = feature index (low 16 bits) | GET / SET / PROBE.
+FEATURE_HDR_FMT = "<II"
+FEATURE_HDR_SIZE = struct.calcsize(FEATURE_HDR_FMT)  # 8
+VFIO_DEVICE_FEATURE_MASK = 0xFFFF
+VFIO_DEVICE_FEATURE_GET = 1 << 16
+VFIO_DEVICE_FEATURE_SET = 1 << 17
+VFIO_DEVICE_FEATURE_PROBE = 1 << 18
+# Feature indexes (vfio.h).
+VFIO_DEVICE_FEATURE_PCI_VF_TOKEN = 0
+VFIO_DEVICE_FEATURE_MIGRATION = 1
+VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE = 2
+VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY = 3
+VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP = 4
+VFIO_DEVICE_FEATURE_LOW_POWER_EXIT = 5
+VFIO_DEVICE_FEATURE_DMA_LOGGING_START = 6
+VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP = 7
+VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT = 8
+VFIO_DEVICE_FEATURE_MIG_DATA_SIZE = 9
+# struct vfio_device_feature_migration { __aligned_u64 flags; } (vfio.h)
+MIGRATION_FMT = "<Q"
+VFIO_MIGRATION_STOP_COPY = 1 << 0
+VFIO_MIGRATION_P2P = 1 << 1
+VFIO_MIGRATION_PRE_COPY = 1 << 2
 
 # struct iommu_hw_info (iommufd.h:761-812), newest layout, 40 bytes:
 #   size, flags, dev_id, data_len, data_uptr, in/out_data_type,
@@ -68,6 +94,10 @@ FIELD_SINCE = {
     "type.arm_smmuv3": (6, 13),
     "type.tegra241_cmdqv": (6, 17),
     "type.amd": (7, 0),
+    # VFIO_DEVICE_FEATURE probes (vfio.h; releases inferred from the upstream commits)
+    "vfio_feature.migration": (5, 18),
+    "vfio_feature.dma_logging": (6, 2),
+    "vfio_feature.migration.pre_copy": (6, 3),
 }
 
 
@@ -82,6 +112,7 @@ class IommuError(Exception):
         self.errno = err
         self.step = step
         self.device = device
+        self.features = None  # VFIO_DEVICE_FEATURE probes made before the failure, if any
 
     def as_dict(self):
         return {
@@ -124,7 +155,7 @@ def kernel_reports(field, release):
 
 _PERM_REMEDY = ("Run the task as root (become: true), or give the user access to "
                 "/dev/iommu and /dev/vfio/devices/* (role iommu.host.provision, option "
-                "iommu_provision_device_group).")
+                "provision_device_group).")
 
 
 def _open_error(path, err, device):
@@ -285,6 +316,68 @@ def hw_info_error(err, device, in_type=None):
                       None, err, step, device)
 
 
+_FEATURE_NAMES = {
+    VFIO_DEVICE_FEATURE_MIGRATION: "MIGRATION",
+    VFIO_DEVICE_FEATURE_DMA_LOGGING_START: "DMA_LOGGING_START",
+}
+
+
+def feature_request_name(flags):
+    """'GET|MIGRATION', 'PROBE|DMA_LOGGING_START' - the request as QEMU writes it."""
+    ops = [n for bit, n in ((VFIO_DEVICE_FEATURE_GET, "GET"), (VFIO_DEVICE_FEATURE_SET, "SET"),
+                            (VFIO_DEVICE_FEATURE_PROBE, "PROBE")) if flags & bit]
+    index = flags & VFIO_DEVICE_FEATURE_MASK
+    return "|".join(ops + [_FEATURE_NAMES.get(index, "feature %d" % index)])
+
+
+def feature_error(err, device, flags):
+    """Explain a VFIO_DEVICE_FEATURE failure (drivers/vfio/vfio_main.c vfio_ioctl_device_feature)."""
+    request = feature_request_name(flags)
+    step = "VFIO_DEVICE_FEATURE(%s)" % request
+    index = flags & VFIO_DEVICE_FEATURE_MASK
+    what, ops = {VFIO_DEVICE_FEATURE_MIGRATION: ("the VFIO migration uAPI", "migration"),
+                 VFIO_DEVICE_FEATURE_DMA_LOGGING_START: ("device DMA logging, i.e. device-side dirty "
+                                                         "page tracking", "DMA logging")}.get(index, (request, None))
+    if err == errno.ENOTTY:
+        return IommuError(
+            "feature_not_supported",
+            "the device's driver does not implement %s (ENOTTY%s)%s." % (
+                what, ": it has no %s ops" % ops if ops else "",
+                "; QEMU reports this as 'VFIO migration is not supported in kernel'"
+                if index == VFIO_DEVICE_FEATURE_MIGRATION else ""),
+            "Migration needs a VFIO variant driver that implements it for this device (e.g. "
+            "mlx5_vfio_pci, pds_vfio_pci, virtio_vfio_pci) or an mdev with migration support; "
+            "plain vfio-pci implements neither." if index == VFIO_DEVICE_FEATURE_MIGRATION else
+            "Device dirty tracking needs a variant driver that implements it; otherwise QEMU "
+            "relies on IOMMU dirty tracking (iommufd backend) or on none.",
+            err, step, device)
+    if err == errno.EINVAL:
+        return IommuError(
+            "feature_invalid",
+            "the kernel rejected %s (EINVAL): the device file is not bound to an iommufd yet, "
+            "the request's flags or size are not what this kernel accepts, or the kernel "
+            "predates the feature (MIGRATION: Linux 5.18, DMA_LOGGING: 6.2) and the driver has "
+            "no handler for unknown features." % request,
+            "Use a kernel that has the feature; check that no other process uses the device.",
+            err, step, device)
+    if err == errno.EOPNOTSUPP:
+        return IommuError(
+            "feature_not_supported",
+            "the driver reports %s as not supported (EOPNOTSUPP)." % what,
+            None, err, step, device)
+    if err == errno.ENODEV:
+        return IommuError(
+            "device_gone",
+            "the device went away (unbound or removed) during the query.",
+            "Gather facts again once the driver change is over.", err, step, device)
+    if err == errno.EFAULT:
+        return IommuError(
+            "bad_request", "the kernel could not read or write the request buffer (EFAULT).",
+            None, err, step, device)
+    return IommuError("feature_failed", "VFIO_DEVICE_FEATURE(%s) failed: %s." % (request, os.strerror(err)),
+                      None, err, step, device)
+
+
 # ---------------------------------------------------------------------------
 # Raw calls
 
@@ -349,20 +442,109 @@ def bind_iommufd(devfd, iommufd, device=None, context=None):
     return struct.unpack(BIND_FMT, bytes(req))[3]
 
 
+def device_feature(devfd, flags, payload_len=0, device=None):
+    """VFIO_DEVICE_FEATURE with ``flags`` and a zeroed payload; returns the payload the kernel wrote.
+
+    The device file must be bound (VFIO_DEVICE_BIND_IOMMUFD); before that every
+    ioctl but the bind gets EINVAL (vfio_main.c).
+    """
+    buf = bytearray(struct.pack(FEATURE_HDR_FMT, FEATURE_HDR_SIZE + payload_len, flags)) + bytearray(payload_len)
+    try:
+        _ioctl(devfd, VFIO_DEVICE_FEATURE, buf)
+    except OSError as e:
+        raise feature_error(e.errno, device, flags)
+    return bytes(buf[FEATURE_HDR_SIZE:])
+
+
+def _unsupported(e):
+    return {"supported": False, "errno": e.errno, "error": e.as_dict()}
+
+
+def probe_migration(devfd, device=None):
+    """What QEMU's vfio_migration_query_flags() asks (hw/vfio/migration.c).
+
+    VFIO_DEVICE_FEATURE with GET|MIGRATION and a struct vfio_device_feature_migration
+    payload (argsz 16). ``supported`` is what QEMU requires to migrate the device:
+    the GET succeeds and STOP_COPY is set (without it QEMU gets -EOPNOTSUPP).
+    """
+    flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION
+    try:
+        data = device_feature(devfd, flags, struct.calcsize(MIGRATION_FMT), device)
+    except IommuError as e:
+        return dict(_unsupported(e), request=feature_request_name(flags))
+    raw = struct.unpack(MIGRATION_FMT, data)[0]
+    return {
+        "supported": bool(raw & VFIO_MIGRATION_STOP_COPY),
+        "flags": {"stop_copy": bool(raw & VFIO_MIGRATION_STOP_COPY),
+                  "p2p": bool(raw & VFIO_MIGRATION_P2P),
+                  "pre_copy": bool(raw & VFIO_MIGRATION_PRE_COPY)},
+        "raw": raw,
+        "request": feature_request_name(flags),
+    }
+
+
+def probe_dma_logging(devfd, device=None):
+    """What QEMU's vfio_dma_logging_supported() asks: PROBE|DMA_LOGGING_START, no payload (argsz 8).
+
+    Success means the device can track its own DMA writes (device dirty page tracking).
+    """
+    flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_DMA_LOGGING_START
+    try:
+        device_feature(devfd, flags, 0, device)
+    except IommuError as e:
+        return dict(_unsupported(e), request=feature_request_name(flags))
+    return {"supported": True, "request": feature_request_name(flags)}
+
+
+def probe_features(devfd, device=None):
+    """The VFIO_DEVICE_FEATURE probes QEMU makes, on a bound device file. Never raises IommuError."""
+    return {"source": "vfio:VFIO_DEVICE_FEATURE",
+            "migration": probe_migration(devfd, device),
+            "dma_logging": probe_dma_logging(devfd, device)}
+
+
 def query_device(cdev_path, in_type=None, device=None, context=None, dev_iommu=DEV_IOMMU):
-    """Bind the VFIO cdev to a fresh iommufd context and read its hw_info.
+    """Bind the VFIO cdev to a fresh iommufd context and read its hw_info and VFIO features.
 
     Opens and closes everything it opened, also on failure. The device is
-    reset by the bind and again by the close (see bind_iommufd).
+    reset by the bind and again by the close (see bind_iommufd). The feature
+    probes only read (GET / PROBE); their failures are part of the answer
+    (``features``), not exceptions.
     """
     iommufd = _open(dev_iommu, device)
     try:
         devfd = _open(cdev_path, device)
         try:
             dev_id = bind_iommufd(devfd, iommufd, device, context)
-            info = get_hw_info(iommufd, dev_id, in_type, device)
+            features = probe_features(devfd, device)
+            try:
+                info = get_hw_info(iommufd, dev_id, in_type, device)
+            except IommuError as e:
+                e.features = features  # the device was opened: its features are still facts
+                raise
             info["dev_id"] = dev_id
+            info["features"] = features
             return info
+        finally:
+            os.close(devfd)
+    finally:
+        os.close(iommufd)
+
+
+def query_features(cdev_path, device=None, context=None, dev_iommu=DEV_IOMMU):
+    """Bind a VFIO cdev to a fresh iommufd context and read only its VFIO features.
+
+    For mediated devices: they bind as emulated devices (an iommufd ACCESS object,
+    no IOMMU of their own), so there is no IOMMU_GET_HW_INFO to ask - QEMU does not
+    ask it either. Returns {'dev_id', 'features'}. Raises IommuError when the
+    open or the bind fails.
+    """
+    iommufd = _open(dev_iommu, device)
+    try:
+        devfd = _open(cdev_path, device)
+        try:
+            dev_id = bind_iommufd(devfd, iommufd, device, context)
+            return {"dev_id": dev_id, "features": probe_features(devfd, device)}
         finally:
             os.close(devfd)
     finally:

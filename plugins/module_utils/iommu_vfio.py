@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: iommu.host contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Bind PCI devices to vfio-pci and release them: planning, safety checks, sysfs actions.
+"""Bind PCI devices to vfio-pci (or a VFIO variant driver) and release them: planning, safety
+checks, sysfs actions.
 
 Everything works below a root directory (``/`` on a real host, a fixture tree
 in tests), like the readers of :mod:`iommu_sysfs`. The planning functions are
@@ -13,7 +14,9 @@ the kernel's documented interface (Documentation/ABI/testing/sysfs-bus-pci):
   release  echo > driver_override; echo BDF > driver/unbind; echo BDF > drivers_probe
 
 ``new_id`` is never used: it would make vfio-pci claim every device with the
-same ID, not only the selected one. Stdlib only; nothing here runs a command
+same ID, not only the selected one. A VFIO variant driver (``driver``, e.g.
+mlx5_vfio_pci) is bound the same way, with its name in driver_override, as
+driverctl does. Stdlib only; nothing here runs a command
 (the module passes the functions that do, e.g. ``modprobe`` or ``ip``).
 """
 
@@ -36,11 +39,14 @@ DEFAULT_RULES_FILE = "/etc/udev/rules.d/80-iommu-host-vfio.rules"
 DEFAULT_MODULES_FILE = "/etc/modules-load.d/iommu-host-vfio.conf"
 MANAGED_MARK = "# Managed by iommu.host.vfio_pci"
 
+# A driver name as sysfs shows it under /sys/bus/pci/drivers (no path separators).
+_DRIVER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$")
 _ID_RE = re.compile(r"^([0-9a-fA-F]{4}):([0-9a-fA-F]{4})$")
 _GROUP_RE = re.compile(r"^(?:group[:=]?)?([0-9]+)$")
 # One managed rule line; the original driver is kept in a comment on the line before it.
 _RULE_RE = re.compile(r'KERNEL=="([^"]+)"')
-_ORIG_RE = re.compile(r"^# device (\S+) (\S+) original-driver=(\S+)$")
+_ORIG_RE = re.compile(r"^# device (\S+) (\S+) original-driver=(\S+)(?: driver=(\S+))?$")
+_OVERRIDE_RE = re.compile(r'ATTR\{driver_override\}="([^"]+)"')
 
 IFF_UP = 0x1
 SIOCGIFADDR = 0x8915
@@ -145,7 +151,8 @@ def expand_groups(selected, devices, groups, policy):
         others = [m for m in members if m != addr and m in devices and not devices[m].get("is_bridge")]
         unselected = [m for m in others if m not in selected]
         if policy == "refuse":
-            blocking = [m for m in unselected if devices[m].get("driver") not in (VFIO_DRIVER, "pci-stub", None)]
+            blocking = [m for m in unselected if devices[m].get("driver") not in (VFIO_DRIVER, "pci-stub", None)
+                        and not sysfs.is_vfio_bound(devices[m])]
             if blocking:
                 failures.append({
                     "device": addr, "code": "group_not_selected",
@@ -440,7 +447,8 @@ class UsageScanner:
                                                  " is the active console" if fb == "fb0" else ""))
         for addr, dev in devices.items():
             if self.reader.read("/sys/bus/pci/devices/%s/boot_vga" % addr) == "1" and \
-                    dev.get("driver") not in (None, VFIO_DRIVER) and addr not in users:
+                    dev.get("driver") not in (None, VFIO_DRIVER) and not sysfs.is_vfio_bound(dev) \
+                    and addr not in users:
                 users.setdefault(addr, []).append(
                     "boot VGA device (boot_vga=1) driven by %s, likely the console" % dev.get("driver"))
         return users
@@ -454,8 +462,8 @@ def safety_failures(targets, devices, scanner):
     failures = []
     for addr in sorted(targets):
         dev = devices[addr]
-        if dev.get("driver") == VFIO_DRIVER:
-            continue  # already taken from the host
+        if dev.get("driver") == VFIO_DRIVER or sysfs.is_vfio_bound(dev):
+            continue  # already taken from the host (vfio-pci or a VFIO variant driver)
         via = "" if targets[addr]["selected"] else " (member of the IOMMU group of %s)" % ", ".join(
             targets[addr]["for"])
         for what in storage.get(addr, []):
@@ -501,7 +509,10 @@ def read_managed(reader, rules_file):
             continue
         m = _RULE_RE.search(line)
         if m:
-            managed[m.group(1)] = pending.get(m.group(1), {"ids": None, "original_driver": None})
+            entry = dict(pending.get(m.group(1), {"ids": None, "original_driver": None}))
+            o = _OVERRIDE_RE.search(line)
+            entry["driver"] = o.group(1) if o else VFIO_DRIVER
+            managed[m.group(1)] = entry
     return managed
 
 
@@ -514,25 +525,87 @@ def render_rules(managed):
     """
     if not managed:
         return ""
-    lines = [MANAGED_MARK + ": PCI devices kept on vfio-pci across reboots.",
+    lines = [MANAGED_MARK + ": PCI devices kept on vfio-pci (or a VFIO variant driver) across reboots.",
              "# Changed by the module (state: absent removes entries, and the file with the last one).",
-             "# driver_override makes only vfio-pci match the device (no new_id: no other device is affected).",
+             "# driver_override makes only the named driver match the device (no new_id: no other device "
+             "is affected).",
              ""]
     for addr in sorted(managed):
         info = managed[addr]
-        lines.append("# device %s %s original-driver=%s"
-                     % (addr, info.get("ids") or "-", info.get("original_driver") or "-"))
-        lines.append('ACTION=="add", SUBSYSTEM=="pci", KERNEL=="%s", ATTR{driver_override}="vfio-pci"' % addr)
-        lines.append('ACTION=="add", SUBSYSTEM=="pci", KERNEL=="%s", DRIVER=="?*", DRIVER!="vfio-pci", '
+        drv = info.get("driver") or VFIO_DRIVER
+        lines.append("# device %s %s original-driver=%s%s"
+                     % (addr, info.get("ids") or "-", info.get("original_driver") or "-",
+                        "" if drv == VFIO_DRIVER else " driver=%s" % drv))
+        lines.append('ACTION=="add", SUBSYSTEM=="pci", KERNEL=="%s", ATTR{driver_override}="%s"' % (addr, drv))
+        lines.append('ACTION=="add", SUBSYSTEM=="pci", KERNEL=="%s", DRIVER=="?*", DRIVER!="%s", '
                      'RUN+="/bin/sh -c \'echo %%k > /sys/bus/pci/devices/%%k/driver/unbind; '
-                     'echo %%k > /sys/bus/pci/drivers_probe\'"' % addr)
+                     'echo %%k > /sys/bus/pci/drivers_probe\'"' % (addr, drv))
     return "\n".join(lines) + "\n"
 
 
-def render_modules(managed):
+def render_modules(managed, modules=None):
+    """modules-load.d text: the module of every driver the rule names (vfio-pci first).
+
+    ``modules``: {driver: module name} where sysfs told it; otherwise the driver's name,
+    which modprobe and systemd-modules-load accept for drivers named after their module.
+    """
     if not managed:
         return ""
-    return "%s: load vfio-pci at boot for the devices in %s.\nvfio-pci\n" % (MANAGED_MARK, "the udev rule")
+    drivers = sorted(set(info.get("driver") or VFIO_DRIVER for info in managed.values()),
+                     key=lambda d: (d != VFIO_DRIVER, d))
+    names = []
+    for drv in drivers:
+        name = (modules or {}).get(drv) or drv
+        if name not in names:
+            names.append(name)
+    what = "vfio-pci" if drivers == [VFIO_DRIVER] else "the VFIO drivers"
+    return "%s: load %s at boot for the devices in %s.\n%s\n" % (
+        MANAGED_MARK, what, "the udev rule", "\n".join(names))
+
+
+# ---------------------------------------------------------------------------
+# The target driver
+
+
+def check_driver(reader, driver, devices):
+    """Whether ``driver`` is a VFIO driver, as far as the kernel tells.
+
+    Returns {"driver", "loaded", "module", "vfio": True/False/None, "evidence"/"reason"}.
+    ``vfio`` is True for vfio-pci, for a driver whose module is a holder of vfio_pci_core
+    or vfio, or one that already has a device with a VFIO device (vfio-dev/); False when
+    its module is a loaded module while the VFIO core modules are loaded modules too and
+    it holds none of them; None when it cannot be told (not loaded, or built in).
+    """
+    out = {"driver": driver, "loaded": reader.exists("/sys/bus/pci/drivers/%s" % driver),
+           "module": None, "vfio": None, "evidence": []}
+    if driver == VFIO_DRIVER:
+        out["vfio"] = True
+        out["evidence"] = ["driver vfio-pci"]
+        out["module"] = reader.driver_module("pci", driver) if out["loaded"] else None
+        return out
+    if not out["loaded"]:
+        out["reason"] = "the driver is not loaded: /sys/bus/pci/drivers/%s does not exist" % driver
+        return out
+    module = reader.driver_module("pci", driver)
+    out["module"] = module
+    loadable_cores = [c for c in sysfs.VFIO_CORE_MODULES if reader.exists("/sys/module/%s/holders" % c)]
+    for core in loadable_cores:
+        if module and module in reader.module_holders(core):
+            out["evidence"].append("/sys/module/%s/holders/%s" % (core, module))
+    for addr, dev in sorted(devices.items()):
+        if dev.get("driver") == driver and sysfs.is_vfio_bound(dev) and (dev.get("vfio") or {}).get("cdev"):
+            out["evidence"].append("%s on %s has vfio-dev/%s" % (addr, driver, dev["vfio"]["cdev"]))
+            break
+    if out["evidence"]:
+        out["vfio"] = True
+    elif module and reader.exists("/sys/module/%s/holders" % module) and loadable_cores:
+        out["vfio"] = False
+        out["reason"] = ("its module %s is loaded but is not a holder of %s: it does not use the VFIO core, "
+                         "so it is not a VFIO driver" % (module, " or ".join(loadable_cores)))
+    else:
+        out["reason"] = ("cannot tell: %s is built into the kernel (no holders in /sys/module) and no device "
+                         "on it has a VFIO device yet; the bind is verified afterwards" % (module or driver))
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -540,12 +613,31 @@ def render_modules(managed):
 
 
 def build_plan(reader, specs, state="present", group_policy="bind_all", persistent=True, force=False,
-               rules_file=DEFAULT_RULES_FILE, modules_file=DEFAULT_MODULES_FILE, scanner=None):
-    """What a run would do. Pure: reads only. Raises VfioError listing every problem."""
+               rules_file=DEFAULT_RULES_FILE, modules_file=DEFAULT_MODULES_FILE, scanner=None,
+               driver=VFIO_DRIVER):
+    """What a run would do. Pure: reads only. Raises VfioError listing every problem.
+
+    ``driver``: the VFIO driver the selected devices go to (vfio-pci, or a VFIO variant
+    driver such as mlx5_vfio_pci). Other members of their IOMMU groups go to vfio-pci:
+    a group is usable by VFIO when every endpoint is on some VFIO driver, and a variant
+    driver is made for specific devices only.
+    """
+    driver = VFIO_DRIVER if driver is None else str(driver).strip()
+    if not _DRIVER_RE.match(driver):
+        raise VfioError("%r is not a PCI driver name" % driver, [{
+            "device": None, "code": "bad_driver", "message": "%r is not a PCI driver name (as listed in "
+            "/sys/bus/pci/drivers)" % driver, "remedy": "Name the VFIO driver, e.g. vfio-pci or mlx5_vfio_pci."}])
     devices = reader.pci_devices()
     groups = reader.groups(devices)
     selected, failures = select(specs, devices, groups)
     if failures:
+        raise VfioError(_summary(failures), failures)
+    drv_check = check_driver(reader, driver, devices) if state == "present" else None
+    if drv_check and drv_check["vfio"] is False:
+        failures = [{"device": None, "code": "not_vfio_driver", "driver": driver,
+                     "message": "%s is not a VFIO driver: %s." % (driver, drv_check["reason"]),
+                     "remedy": "Name a VFIO driver: vfio-pci, or a VFIO variant driver made for this device "
+                               "(for example mlx5_vfio_pci, virtio_vfio_pci, pds_vfio_pci, hisi_acc_vfio_pci)."}]
         raise VfioError(_summary(failures), failures)
     if state == "present":
         targets, failures = expand_groups(selected, devices, groups, group_policy)
@@ -558,18 +650,18 @@ def build_plan(reader, specs, state="present", group_policy="bind_all", persiste
     else:
         if group_policy == "bind_all":
             targets = expand_groups(selected, devices, groups, "bind_all")[0]
-            # release group members only when they were taken for vfio-pci
+            # release group members only when they were taken for VFIO
             targets = dict((a, t) for a, t in targets.items()
-                           if t["selected"] or devices[a].get("driver") == VFIO_DRIVER
-                           or devices[a].get("driver_override") == VFIO_DRIVER)
+                           if t["selected"] or sysfs.is_vfio_bound(devices[a])
+                           or devices[a].get("driver_override") in (VFIO_DRIVER, driver))
         else:
             targets = dict((a, {"selected": True, "for": []}) for a in selected)
 
     managed = read_managed(reader, rules_file)
-    vfio_loaded = reader.exists("/sys/bus/pci/drivers/%s" % VFIO_DRIVER)
-    plan = {"state": state, "load_module": state == "present" and not vfio_loaded and bool(targets),
-            "devices": [], "files": []}
+    plan = {"state": state, "driver": driver, "driver_check": drv_check, "load_module": False,
+            "modules_to_load": [], "devices": [], "files": []}
     new_managed = dict(managed)
+    wanted = set()
     for addr in _ordered(targets, selected):
         dev = devices[addr]
         gid = dev.get("iommu_group")
@@ -579,26 +671,33 @@ def build_plan(reader, specs, state="present", group_policy="bind_all", persiste
                  "selected": targets[addr]["selected"], "group_member_of": targets[addr]["for"],
                  "group_members": members, "driver_before": dev.get("driver"),
                  "driver_override_before": dev.get("driver_override"), "actions": []}
+        on_vfio = sysfs.is_vfio_bound(dev)
         if state == "present":
-            if dev.get("driver_override") != VFIO_DRIVER:
-                entry["actions"].append("set driver_override to vfio-pci")
-            if dev.get("driver") != VFIO_DRIVER:
+            target = driver if targets[addr]["selected"] else VFIO_DRIVER
+            if not targets[addr]["selected"] and on_vfio:
+                target = dev.get("driver")   # a group member already on a VFIO driver stays there
+            entry["driver_target"] = target
+            if dev.get("driver_override") != target:
+                entry["actions"].append("set driver_override to %s" % target)
+            if dev.get("driver") != target:
+                wanted.add(target)
                 if dev.get("driver"):
                     entry["actions"].append("unbind from %s" % dev["driver"])
-                entry["actions"].append("probe (vfio-pci takes the device)")
-            entry["driver_after"] = VFIO_DRIVER
+                entry["actions"].append("probe (%s takes the device)" % target)
+            entry["driver_after"] = target
             if persistent:
                 prev = managed.get(addr, {})
                 orig = prev.get("original_driver") or (
-                    dev.get("driver") if dev.get("driver") != VFIO_DRIVER else None)
-                new_managed[addr] = {"ids": device_ids(dev), "original_driver": orig}
+                    dev.get("driver") if dev.get("driver") != target and not on_vfio else None)
+                new_managed[addr] = {"ids": device_ids(dev), "original_driver": orig, "driver": target}
         else:
             orig = managed.get(addr, {}).get("original_driver")
+            entry["vfio_driver_before"] = dev.get("driver") if on_vfio else None
             if dev.get("driver_override"):
                 entry["actions"].append("clear driver_override (%s)" % dev["driver_override"])
-            if dev.get("driver") == VFIO_DRIVER:
-                entry["actions"].append("unbind from vfio-pci")
-            if dev.get("driver") == VFIO_DRIVER or (dev.get("driver_override") and not dev.get("driver")):
+            if on_vfio:
+                entry["actions"].append("unbind from %s" % dev.get("driver"))
+            if on_vfio or (dev.get("driver_override") and not dev.get("driver")):
                 entry["actions"].append("probe (the default driver takes the device)")
                 entry["driver_after"] = orig
             else:
@@ -607,10 +706,20 @@ def build_plan(reader, specs, state="present", group_policy="bind_all", persiste
             new_managed.pop(addr, None)
         entry["changed"] = bool(entry["actions"])
         plan["devices"].append(entry)
+    if state == "present":
+        for drv in sorted(wanted, key=lambda d: (d != VFIO_DRIVER, d)):
+            if not reader.exists("/sys/bus/pci/drivers/%s" % drv):
+                plan["modules_to_load"].append(drv)
+        plan["load_module"] = bool(plan["modules_to_load"])
 
+    modules = {}
+    for info in new_managed.values():
+        drv = info.get("driver") or VFIO_DRIVER
+        if drv != VFIO_DRIVER and reader.exists("/sys/bus/pci/drivers/%s" % drv):
+            modules[drv] = reader.driver_module("pci", drv)
     for path, before_text, after_text in (
             (rules_file, reader.read(rules_file), render_rules(new_managed)),
-            (modules_file, reader.read(modules_file), render_modules(new_managed))):
+            (modules_file, reader.read(modules_file), render_modules(new_managed, modules))):
         before_text = None if before_text is None else before_text + "\n"
         after = after_text or None
         if state == "present" and not persistent:
@@ -700,34 +809,47 @@ def execute(plan, reader, writer, load_module=None):
     """
     if plan["load_module"]:
         if load_module is None:
-            raise VfioError("vfio-pci is not loaded and no way to load it was given")
-        load_module(VFIO_DRIVER)
-        if not reader.exists("/sys/bus/pci/drivers/%s" % VFIO_DRIVER):
-            raise VfioError("vfio-pci is still absent from /sys/bus/pci/drivers after loading it",
-                            [{"device": None, "code": "no_vfio_pci",
-                              "message": "the vfio-pci driver is not available",
-                              "remedy": "Install a kernel with CONFIG_VFIO_PCI (module vfio-pci)."}])
+            raise VfioError("%s is not loaded and no way to load it was given" % ", ".join(plan["modules_to_load"]))
+        for drv in plan["modules_to_load"]:
+            load_module(drv)
+            if not reader.exists("/sys/bus/pci/drivers/%s" % drv):
+                raise VfioError("%s is still absent from /sys/bus/pci/drivers after loading it" % drv,
+                                [{"device": None, "code": "no_vfio_pci" if drv == VFIO_DRIVER else "no_driver",
+                                  "message": "the %s driver is not available after modprobe %s" % (drv, drv),
+                                  "remedy": "Install a kernel with CONFIG_VFIO_PCI (module vfio-pci)."
+                                  if drv == VFIO_DRIVER else
+                                  "Check the driver's name (it is the name in /sys/bus/pci/drivers once loaded) "
+                                  "and that the kernel has it (modinfo %s)." % drv}])
+            if drv != VFIO_DRIVER:
+                checked = check_driver(reader, drv, reader.pci_devices())
+                if checked["vfio"] is False:
+                    raise VfioError("%s is not a VFIO driver: %s" % (drv, checked["reason"]), [{
+                        "device": None, "code": "not_vfio_driver", "driver": drv,
+                        "message": "%s (loaded by modprobe) is not a VFIO driver: %s." % (drv, checked["reason"]),
+                        "remedy": "Name a VFIO driver: vfio-pci or a VFIO variant driver made for this device."}])
     failures = []
     results = []
     for entry in plan["devices"]:
         res = dict(entry)
         addr = entry["address"]
         base = "/sys/bus/pci/devices/%s" % addr
+        target = entry.get("driver_target", VFIO_DRIVER)
         try:
             if plan["state"] == "present":
                 if entry["changed"]:
-                    writer.write_attr(base + "/driver_override", VFIO_DRIVER)
+                    writer.write_attr(base + "/driver_override", target)
                     current = reader.link_name(base + "/driver")
-                    if current and current != VFIO_DRIVER:
+                    if current and current != target:
                         writer.write_attr(base + "/driver/unbind", addr)
-                    if current != VFIO_DRIVER:
+                    if current != target:
                         writer.write_attr("/sys/bus/pci/drivers_probe", addr)
             elif entry["changed"]:
                 writer.write_attr(base + "/driver_override", "\n")
                 current = reader.link_name(base + "/driver")
-                if current == VFIO_DRIVER:
+                on_vfio = current is not None and current in (VFIO_DRIVER, entry.get("vfio_driver_before"))
+                if on_vfio:
                     writer.write_attr(base + "/driver/unbind", addr)
-                if current == VFIO_DRIVER or not current:
+                if on_vfio or not current:
                     writer.write_attr("/sys/bus/pci/drivers_probe", addr)
         except (OSError, IOError) as e:
             failures.append({"device": addr, "code": "sysfs_write",
@@ -736,16 +858,17 @@ def execute(plan, reader, writer, load_module=None):
         res["driver_after"] = reader.link_name(base + "/driver")
         override = reader.read(base + "/driver_override")
         res["driver_override_after"] = None if override in (None, "", "(null)") else override
-        if plan["state"] == "present" and res["driver_after"] != VFIO_DRIVER:
+        if plan["state"] == "present" and res["driver_after"] != target:
             failures.append({"device": addr, "code": "bind_failed",
-                             "message": "%s is on %s, not vfio-pci, after the probe"
-                                        % (addr, res["driver_after"] or "no driver"),
-                             "remedy": "Check dmesg: the device may be unsupported by vfio-pci or locked."})
+                             "message": "%s is on %s, not %s, after the probe"
+                                        % (addr, res["driver_after"] or "no driver", target),
+                             "remedy": "Check dmesg: the device may be unsupported by %s or locked." % target})
         if plan["state"] == "absent":
             res["restored_to"] = res["driver_after"]
-            if res["driver_after"] == VFIO_DRIVER:
+            if res["driver_after"] is not None and \
+                    res["driver_after"] in (VFIO_DRIVER, entry.get("vfio_driver_before")):
                 failures.append({"device": addr, "code": "release_failed",
-                                 "message": "%s is still on vfio-pci after the release" % addr,
+                                 "message": "%s is still on %s after the release" % (addr, res["driver_after"]),
                                  "remedy": "Check whether a process holds /dev/vfio/* open."})
         results.append(res)
     if not failures:

@@ -16,13 +16,21 @@ description:
   - Returns C(ansible_facts.iommu) - kernel support for IOMMUFD and the VFIO cdev, the IOMMU-related
     kernel command line, ACPI/device-tree firmware tables, every IOMMU unit with its raw and decoded
     registers, every IOMMU group, every PCI device with its driver, group, unit and VFIO cdev,
-    mediated devices, and the C(IOMMU_GET_HW_INFO) answer for devices bound to vfio-pci.
+    mediated devices, and the C(IOMMU_GET_HW_INFO) answer for devices bound to a VFIO driver.
+  - For every PCI device and mdev, C(vfio) says whether it is bound to any VFIO driver - vfio-pci or a
+    VFIO variant driver such as C(mlx5_vfio_pci) - as the kernel shows it (the device's C(vfio-dev/)
+    entry, the driver module being a holder of C(vfio_pci_core)/C(vfio), or the group's C(/dev/vfio/N)
+    node), not from a list of driver names.
+  - Every device that is opened anyway also gets C(vfio_features) - the C(VFIO_DEVICE_FEATURE) probes QEMU
+    makes - C(MIGRATION) (flags STOP_COPY, P2P, PRE_COPY) and C(DMA_LOGGING) (device dirty tracking).
+    Idle mdevs with a VFIO cdev are bound to a private iommufd context only for these probes (an mdev
+    has no IOMMU, hence no hw_info).
   - Each section names the source of its values (sysfs file, /proc file, kernel config or the iommufd ioctl).
   - "B(Which options touch devices): only the default O(sysfs_only=false). It binds every device that is
-    bound to C(vfio-pci), has a VFIO cdev and is held open by no process (or only those listed in
-    O(devices)) to a private iommufd context to read C(IOMMU_GET_HW_INFO). Binding a vfio-pci device
-    B(resets it), and closing it resets it again. A device that any process holds open
-    (C(/dev/vfio/devices/vfioN) or its group node C(/dev/vfio/N)) is never opened."
+    bound to a VFIO driver, has a VFIO cdev and is held open by no process (or only those listed in
+    O(devices)) to a private iommufd context to read C(IOMMU_GET_HW_INFO) and the C(VFIO_DEVICE_FEATURE)
+    probes. Binding a vfio-pci device B(resets it), and closing it resets it again. A device or mdev that
+    any process holds open (C(/dev/vfio/devices/vfioN) or its group node C(/dev/vfio/N)) is never opened."
   - With O(sysfs_only=true), or in check mode, no device is opened; the IOMMU registers come from sysfs
     (Intel VT-d C(cap)/C(ecap), AMD C(features)).
   - A host without an IOMMU gets facts that say so (C(present=false)), not an error. Mediated devices are
@@ -41,8 +49,9 @@ options:
     default: false
   devices:
     description:
-      - Limit the iommufd query to these PCI addresses (C(0000:00:09.0)). Other devices are still
-        reported from sysfs. Default is every idle device bound to vfio-pci.
+      - Limit the iommufd query to these PCI addresses (C(0000:00:09.0)) and mdev UUIDs. Other devices
+        are still reported from sysfs. Default is every idle device bound to a VFIO driver, and every
+        idle mdev with a VFIO cdev.
     type: list
     elements: str
   hw_info_type:
@@ -145,20 +154,35 @@ ansible_facts:
           returned: always
         devices:
           description: PCI devices by address with ids, class, driver, IOMMU unit and group, group
-            viability, VFIO cdev, processes using it, and C(hw_info) for devices bound to vfio-pci.
+            viability, VFIO cdev, processes using it, C(vfio) (bound to any VFIO driver, which one,
+            whether a variant driver, the evidence), and C(hw_info) and C(vfio_features) for devices
+            bound to a VFIO driver.
           type: dict
           returned: always
         mdevs:
-          description: Mediated devices by UUID; C(has_iommu) is always false.
+          description: Mediated devices by UUID with C(vfio) and, when opened, C(vfio_features);
+            C(has_iommu) is always false.
           type: dict
           returned: always
         queried:
-          description: Devices that were opened (and therefore reset) to read their hw_info.
+          description: PCI devices that were opened (and therefore reset) to read their hw_info.
+          type: list
+          elements: str
+          returned: always
+        queried_mdevs:
+          description: Mediated devices that were opened to probe their VFIO features.
           type: list
           elements: str
           returned: always
         summary:
           description: Counts and lists for a quick look.
+          type: dict
+          returned: always
+        capabilities:
+          description: A flat summary (booleans, numbers, short strings) for grouping hosts with
+            C(group_by) or the C(constructed) inventory plugin - vendor, iommufd_usable, vfio_cdev,
+            interrupt_remapping, scalable_mode, max_iova_bits, nesting, pasid_bits, dirty_tracking,
+            dirty_tracking_devices, vfio_devices and more; see docs/facts.md.
           type: dict
           returned: always
         findings:
@@ -170,7 +194,7 @@ ansible_facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.iommu.host.plugins.module_utils import iommu_decode
+from ansible_collections.iommu.host.plugins.module_utils.decode import api as decode
 from ansible_collections.iommu.host.plugins.module_utils import iommu_facts
 
 
@@ -188,7 +212,7 @@ def main():
     facts = iommu_facts.gather(
         sysfs_only=params["sysfs_only"] or module.check_mode,
         selected=set(a.lower() for a in params["devices"]) if params["devices"] else None,
-        in_type=iommu_decode.requested_type(params["hw_info_type"]),
+        in_type=decode.requested_type(params["hw_info_type"]),
     )
     module.exit_json(changed=False, ansible_facts={"iommu": facts})
 

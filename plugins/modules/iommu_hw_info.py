@@ -20,7 +20,10 @@ description:
   - "B(This module touches devices): binding a vfio-pci device resets it, and closing it resets it
     again. A device held open by any process (a running VM) is never opened: it is reported as in use."
   - In check mode nothing is opened; each device reports that it was skipped.
-  - Mediated devices have no IOMMU of their own; they are reported as such, never as a failure.
+  - With the device bound, the C(VFIO_DEVICE_FEATURE) probes QEMU makes are read too - C(MIGRATION)
+    (flags STOP_COPY, P2P, PRE_COPY) and C(DMA_LOGGING) (device dirty tracking) - into RV(devices.vfio_features).
+  - Mediated devices have no IOMMU of their own; they are reported as such, never as a failure. An idle
+    mdev with a VFIO cdev is bound to a private iommufd context for its VFIO features only.
 author:
   - iommu.host maintainers (@iommu-host)
 options:
@@ -28,7 +31,7 @@ options:
     description:
       - Devices to query, each a PCI address (C(0000:00:09.0) or C(00:09.0)), a VFIO cdev
         (C(/dev/vfio/devices/vfio0)), a sysfs device path, or an mdev UUID.
-      - A PCI device must be bound to vfio-pci.
+      - A PCI device must be bound to a VFIO driver (vfio-pci or a VFIO variant driver).
     type: list
     elements: str
     required: true
@@ -124,6 +127,18 @@ devices:
       description: False for a mediated device.
       type: bool
       returned: for mediated devices
+    vfio:
+      description: How the device is bound to VFIO - C(bound), C(driver), C(variant), C(cdev),
+        C(detected_by), C(source).
+      type: dict
+      returned: when queried, and for mediated devices
+    vfio_features:
+      description: The C(VFIO_DEVICE_FEATURE) probes - C(migration) (C(supported), C(flags) with C(stop_copy),
+        C(p2p), C(pre_copy), C(raw); or C(supported=false) with C(errno) and C(error)) and C(dma_logging)
+        (C(supported), plus C(errno) and C(error) when not). C(source) is C(vfio:VFIO_DEVICE_FEATURE), or
+        C(none) with C(skipped) when the device was not opened.
+      type: dict
+      returned: when queried or skipped, and for mediated devices
 failures:
   description: One entry per device that could not be queried - C(device), C(code), C(message), C(remedy),
     C(errno), C(step).
@@ -133,7 +148,7 @@ failures:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.iommu.host.plugins.module_utils import iommu_decode
+from ansible_collections.iommu.host.plugins.module_utils.decode import api as decode
 from ansible_collections.iommu.host.plugins.module_utils import iommu_facts
 
 
@@ -157,7 +172,7 @@ def main():
     params = module.params
     results, failures = iommu_facts.query_named(
         params["devices"],
-        in_type=iommu_decode.requested_type(params["hw_info_type"]),
+        in_type=decode.requested_type(params["hw_info_type"]),
         check_mode=module.check_mode,
     )
     if failures and params["fail_on_error"]:

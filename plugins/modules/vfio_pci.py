@@ -10,19 +10,27 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: vfio_pci
-short_description: Bind PCI devices to vfio-pci, or release them to their default driver
+short_description: Bind PCI devices to vfio-pci or a VFIO variant driver, or release them to their default driver
 version_added: "0.1.0"
 description:
   - Binds the selected PCI devices to C(vfio-pci) with the kernel's C(driver_override) interface
     (write C(vfio-pci) to C(driver_override), unbind from the current driver, C(drivers_probe)), then
     checks that C(vfio-pci) took each device. C(new_id) is never used, so no other device with the same
     ID is affected. The C(vfio-pci) module is loaded (C(modprobe vfio-pci)) when its driver is absent.
+  - With O(driver) the selected devices go to a named VFIO variant driver instead (for example
+    C(mlx5_vfio_pci), C(virtio_vfio_pci), C(pds_vfio_pci), C(hisi_acc_vfio_pci), C(nvgrace_gpu_vfio_pci) -
+    the drivers that implement VFIO live migration), the same way - its name in C(driver_override), as
+    C(driverctl set-override) does. A driver that is not loaded is loaded with C(modprobe <driver>) first
+    (RV(modules_loaded) says so). A driver that the kernel shows is not a VFIO driver - its module is loaded
+    but is no holder of C(vfio_pci_core) or C(vfio) - is refused before any device is touched; a built-in
+    driver cannot be told apart, and the bind is then verified.
   - With O(state=absent) the devices are released - C(driver_override) is cleared, the device is
     unbound from C(vfio-pci) and re-probed, so its default driver takes it back; the result says which.
   - Devices are selected by PCI address, C(vendor:device) ID (every match) or IOMMU group number.
-  - "IOMMU groups: VFIO can only use a group when every endpoint in it is on C(vfio-pci) (or has no
-    driver). O(group_policy=bind_all) binds every endpoint of the selected devices' groups;
-    O(group_policy=refuse) fails naming the group members that were not selected."
+  - "IOMMU groups: VFIO can only use a group when every endpoint in it is on a VFIO driver (or has no
+    driver). O(group_policy=bind_all) binds every endpoint of the selected devices' groups (group members
+    that were not selected go to C(vfio-pci), whatever O(driver) is, and stay on a VFIO driver they are
+    already on); O(group_policy=refuse) fails naming the group members that were not selected."
   - "B(Safety): a device is refused - unless O(force=true) - when it, or any member of its group that
     would be taken, backs a mounted filesystem or active swap (block devices, including virtio-blk,
     NVMe and SCSI controllers, and 9p/virtiofs mounts over a virtio PCI device), has a network
@@ -33,8 +41,9 @@ description:
     default driver. This module never opens a VFIO device; opening one (a VM start, or
     M(iommu.host.iommu_facts) without C(sysfs_only)) resets it."
   - "B(Persistence) (O(persistent=true)): a udev rule file O(udev_rule_file) sets C(driver_override)
-    to C(vfio-pci) for each bound address when the device is added at boot (and re-probes a device that
-    a built-in or initramfs driver claimed first), and O(modules_load_file) loads C(vfio-pci) at boot.
+    to the device's VFIO driver for each bound address when the device is added at boot (and re-probes a
+    device that a built-in or initramfs driver claimed first), and O(modules_load_file) loads that driver's
+    module (C(vfio-pci), and each variant driver named) at boot.
     The module owns both files; O(state=absent) removes the released addresses and deletes the files
     with the last one. The rule keeps each device's original driver in a comment, so a later release
     can predict it."
@@ -48,9 +57,17 @@ options:
     type: list
     elements: str
     required: true
+  driver:
+    description:
+      - The VFIO driver the selected devices are bound to with O(state=present) - C(vfio-pci) or a VFIO
+        variant driver, named as in C(/sys/bus/pci/drivers).
+      - Ignored with O(state=absent), which releases a device from whatever VFIO driver it is on.
+    type: str
+    default: vfio-pci
   state:
     description:
-      - C(present) binds the devices to C(vfio-pci); C(absent) releases them back to their default driver.
+      - C(present) binds the devices to O(driver) (C(vfio-pci) by default); C(absent) releases them back to
+        their default driver.
     type: str
     choices: [present, absent]
     default: present
@@ -82,7 +99,7 @@ options:
     default: /etc/udev/rules.d/80-iommu-host-vfio.rules
   modules_load_file:
     description:
-      - The modules-load.d file the module owns (loads C(vfio-pci) at boot).
+      - The modules-load.d file the module owns (loads C(vfio-pci) and the variant drivers at boot).
     type: path
     default: /etc/modules-load.d/iommu-host-vfio.conf
 attributes:
@@ -119,6 +136,11 @@ EXAMPLES = r"""
   iommu.host.vfio_pci:
     devices: ['7']
     persistent: false
+
+- name: Bind a ConnectX VF to its migration-capable VFIO variant driver (like driverctl set-override)
+  iommu.host.vfio_pci:
+    devices: [0000:3b:00.2]
+    driver: mlx5_vfio_pci
 
 - name: Give the NIC back to its driver and drop it from the boot-time rule
   iommu.host.vfio_pci:
@@ -198,9 +220,20 @@ files_written:
   type: list
   elements: str
 module_loaded:
-  description: Whether C(modprobe vfio-pci) was (in check mode, would be) run.
+  description: Whether C(modprobe) was (in check mode, would be) run for a driver that was not loaded.
   returned: always
   type: bool
+modules_loaded:
+  description: The drivers C(modprobe) was (in check mode, would be) run for.
+  returned: always
+  type: list
+  elements: str
+  sample: [mlx5_vfio_pci]
+driver_check:
+  description: With O(state=present), what the kernel tells about O(driver) - C(driver), C(loaded),
+    C(module), C(vfio) (true, false, or null when it cannot be told), C(evidence) or C(reason).
+  returned: state is present
+  type: dict
 persistent_devices:
   description: Addresses in the udev rule after the run.
   returned: always
@@ -265,6 +298,7 @@ def main():
         argument_spec=dict(
             devices=dict(type="list", elements="str", required=True),
             state=dict(type="str", default="present", choices=["present", "absent"]),
+            driver=dict(type="str", default=iommu_vfio.VFIO_DRIVER),
             group_policy=dict(type="str", default="bind_all", choices=["bind_all", "refuse"]),
             persistent=dict(type="bool", default=True),
             force=dict(type="bool", default=False),
@@ -280,7 +314,7 @@ def main():
         plan = iommu_vfio.build_plan(
             reader, p["devices"], state=p["state"], group_policy=p["group_policy"],
             persistent=p["persistent"], force=p["force"], rules_file=p["udev_rule_file"],
-            modules_file=p["modules_load_file"], scanner=scanner)
+            modules_file=p["modules_load_file"], scanner=scanner, driver=p["driver"])
     except iommu_vfio.VfioError as e:
         module.fail_json(msg="iommu.host.vfio_pci: %s" % e, failures=e.failures, devices=[])
 
@@ -291,8 +325,11 @@ def main():
         files=[dict(path=f["path"], action=f["action"], changed=f["changed"]) for f in plan["files"]],
         files_written=[f["path"] for f in plan["files"] if f["changed"]],
         module_loaded=plan["load_module"],
+        modules_loaded=plan["modules_to_load"],
         persistent_devices=plan["managed_after"],
     )
+    if plan["driver_check"] is not None:
+        result["driver_check"] = plan["driver_check"]
     if module._diff:
         result["diff"] = _diff(plan)
     if module.check_mode or not plan["changed"]:

@@ -270,7 +270,7 @@ def test_vendor_device_binds_all_matches_and_keeps_others_in_rule(host):
     run(root, [addrs[0]], state="absent")
     managed = vfio.read_managed(sysfs.SysfsReader(root), RULES)
     assert addrs[0] not in managed and addrs[2] in managed
-    assert managed[addrs[2]] == {"ids": "8086:10d3", "original_driver": "e1000e"}
+    assert managed[addrs[2]] == {"ids": "8086:10d3", "original_driver": "e1000e", "driver": "vfio-pci"}
 
 
 def test_not_persistent_leaves_files_alone(host):
@@ -464,3 +464,170 @@ def test_siocgifaddr_fallback_on_the_running_host():
         pytest.skip("no loopback interface here")
     found = vfio.UsageScanner(sysfs.SysfsReader("/"))._ipv4_default(["lo"])
     assert found.get("lo", ["127.0.0.1"])[0].startswith("127.")
+
+
+# ---------------------------------------------------------------------------
+# driver: a named VFIO variant driver
+
+
+def variant_driver(root, name="mlx5_vfio_pci", holds=("vfio_pci_core", "vfio"), loaded=True):
+    """A loaded variant driver: /sys/bus/pci/drivers/<name> -> module <name>, a holder of the VFIO core.
+
+    vfio-pci's own module is made a loadable one too, so the VFIO core modules have holders/.
+    """
+    sysd = os.path.join(root, "sys")
+    for core in ("vfio_pci_core", "vfio"):
+        os.makedirs(os.path.join(sysd, "module", core, "holders"), exist_ok=True)
+    if not loaded:
+        return
+    drvdir = os.path.join(sysd, "bus/pci/drivers", name)
+    moddir = os.path.join(sysd, "module", name.replace("-", "_"))
+    os.makedirs(os.path.join(moddir, "holders"), exist_ok=True)
+    os.makedirs(drvdir, exist_ok=True)
+    os.symlink(os.path.relpath(moddir, drvdir), os.path.join(drvdir, "module"))
+    for core in holds:
+        hold = os.path.join(sysd, "module", core, "holders", name.replace("-", "_"))
+        os.symlink(os.path.relpath(moddir, os.path.dirname(hold)), hold)
+
+
+class VfioKernel(FakeKernel):
+    """FakeKernel whose VFIO drivers also register the VFIO device (vfio-dev/vfioN) on probe."""
+
+    vfio_drivers = ("vfio-pci", "mlx5_vfio_pci")
+
+    def write_attr(self, rel, text):
+        super(VfioKernel, self).write_attr(rel, text)
+        parts = rel.strip("/").split("/")
+        if parts[-2:] == ["driver", "unbind"]:
+            shutil.rmtree(os.path.join(self._dev(text.strip()), "vfio-dev"), ignore_errors=True)
+        if rel == "/sys/bus/pci/drivers_probe":
+            d = self._dev(text.strip())
+            if os.path.basename(os.readlink(os.path.join(d, "driver"))) in self.vfio_drivers:
+                _write(os.path.join(d, "vfio-dev", "vfio9", "dev"), "511:9\n")
+
+
+def test_bind_to_variant_driver_with_persistence(host):
+    root, addrs = host
+    variant_driver(root)
+    check = plan(root, [addrs[0]], driver="mlx5_vfio_pci")
+    assert check["driver_check"]["vfio"] is True
+    assert check["driver_check"]["evidence"] == ["/sys/module/vfio_pci_core/holders/mlx5_vfio_pci",
+                                                 "/sys/module/vfio/holders/mlx5_vfio_pci"]
+    assert check["devices"][0]["actions"] == ["set driver_override to mlx5_vfio_pci", "unbind from e1000e",
+                                              "probe (mlx5_vfio_pci takes the device)"]
+    p, res, kernel = run(root, [addrs[0]], kernel=VfioKernel(root), driver="mlx5_vfio_pci")
+    assert check == p and p["load_module"] is False
+    assert driver(root, addrs[0]) == "mlx5_vfio_pci" and res[0]["driver_after"] == "mlx5_vfio_pci"
+    base = "/sys/bus/pci/devices/%s" % addrs[0]
+    assert kernel.log[0] == (base + "/driver_override", "mlx5_vfio_pci")   # driverctl parity
+    rules = open(os.path.join(root, RULES.lstrip("/"))).read()
+    assert 'KERNEL=="%s", ATTR{driver_override}="mlx5_vfio_pci"' % addrs[0] in rules
+    assert 'DRIVER!="mlx5_vfio_pci"' in rules
+    assert "original-driver=e1000e driver=mlx5_vfio_pci" in rules
+    assert open(os.path.join(root, MODULES.lstrip("/"))).read().splitlines()[1:] == ["mlx5_vfio_pci"]
+    managed = vfio.read_managed(sysfs.SysfsReader(root), RULES)
+    assert managed[addrs[0]] == {"ids": "8086:10d3", "original_driver": "e1000e", "driver": "mlx5_vfio_pci"}
+    # the reader sees a variant now; a second run changes nothing
+    dev = sysfs.SysfsReader(root).pci_devices()[addrs[0]]
+    assert dev["vfio"]["variant"] is True and dev["vfio"]["bound"] is True
+    assert plan(root, [addrs[0]], driver="mlx5_vfio_pci")["changed"] is False
+    # vfio-pci and the variant together: both modules at boot, vfio-pci first
+    run(root, [addrs[2]], kernel=VfioKernel(root))
+    assert open(os.path.join(root, MODULES.lstrip("/"))).read().splitlines()[1:] == ["vfio-pci", "mlx5_vfio_pci"]
+    # release: back to e1000e, the rule entry goes
+    rel = plan(root, [addrs[0]], state="absent")
+    assert rel["devices"][0]["actions"] == ["clear driver_override (mlx5_vfio_pci)", "unbind from mlx5_vfio_pci",
+                                            "probe (the default driver takes the device)"]
+    assert rel["devices"][0]["driver_after"] == "e1000e"
+    p, res, _k = run(root, [addrs[0]], kernel=VfioKernel(root), state="absent")
+    assert res[0]["restored_to"] == "e1000e" == driver(root, addrs[0])
+    assert open(os.path.join(root, MODULES.lstrip("/"))).read().splitlines()[1:] == ["vfio-pci"]
+
+
+def test_variant_from_vfio_pci_needs_no_safety_check(host):
+    root, addrs = host
+    variant_driver(root)
+    add_interface(root, addrs[1], "ghost", ipv6="20010db8000000000000000000000009")
+    p = plan(root, [addrs[1]], driver="mlx5_vfio_pci")
+    assert p["devices"][0]["actions"] == ["set driver_override to mlx5_vfio_pci", "unbind from vfio-pci",
+                                          "probe (mlx5_vfio_pci takes the device)"]
+
+
+def test_variant_keeps_safety_refusals(host):
+    root, addrs = host
+    variant_driver(root)
+    add_interface(root, addrs[0], "eth0", ipv6="20010db8000000000000000000000001")
+    with pytest.raises(vfio.VfioError) as e:
+        plan(root, [addrs[0]], driver="mlx5_vfio_pci")
+    assert e.value.failures[0]["code"] == "network_in_use"
+
+
+def test_variant_group_members_go_to_vfio_pci(host):
+    root, addrs = host
+    variant_driver(root)
+    p = plan(root, [addrs[4]], driver="mlx5_vfio_pci")
+    assert [(d["address"], d["driver_target"]) for d in p["devices"]] == [(addrs[4], "mlx5_vfio_pci"),
+                                                                          (addrs[5], "vfio-pci")]
+    with pytest.raises(vfio.VfioError, match="group_policy"):
+        plan(root, [addrs[4]], driver="mlx5_vfio_pci", group_policy="refuse")
+
+
+def test_refuses_a_driver_that_is_not_vfio(host):
+    root, addrs = host
+    variant_driver(root, name="e1000e_lookalike", holds=())
+    with pytest.raises(vfio.VfioError) as e:
+        plan(root, [addrs[0]], driver="e1000e_lookalike")
+    f = e.value.failures[0]
+    assert f["code"] == "not_vfio_driver" and "not a holder of vfio_pci_core or vfio" in f["message"]
+    assert "VFIO variant driver" in f["remedy"]
+    assert driver(root, addrs[0]) == "e1000e"
+
+
+@pytest.mark.parametrize("name", ["../../evil", "a/b", "", "x" * 80, "vfio pci"])
+def test_refuses_names_that_are_not_driver_names(host, name):
+    root, addrs = host
+    with pytest.raises(vfio.VfioError) as e:
+        plan(root, [addrs[0]], driver=name)
+    assert e.value.failures[0]["code"] == "bad_driver"
+
+
+def test_loads_an_absent_variant_driver_and_checks_it(host):
+    root, addrs = host
+    variant_driver(root, loaded=False)
+    p = plan(root, [addrs[0]], driver="mlx5_vfio_pci")
+    assert p["modules_to_load"] == ["mlx5_vfio_pci"] and p["load_module"] is True
+    assert p["driver_check"]["vfio"] is None and "not loaded" in p["driver_check"]["reason"]
+    loaded = []
+
+    def modprobe(name):
+        loaded.append(name)
+        shutil.rmtree(os.path.join(root, "sys/module/vfio_pci_core"))
+        shutil.rmtree(os.path.join(root, "sys/module/vfio"))
+        variant_driver(root)
+    _p, res, _k = run(root, [addrs[0]], kernel=VfioKernel(root), loaded=modprobe, driver="mlx5_vfio_pci")
+    assert loaded == ["mlx5_vfio_pci"] and res[0]["driver_after"] == "mlx5_vfio_pci"
+
+
+def test_modprobe_of_a_non_vfio_driver_is_caught_before_binding(host):
+    root, addrs = host
+    variant_driver(root, loaded=False)
+
+    def modprobe(name):
+        shutil.rmtree(os.path.join(root, "sys/module/vfio_pci_core"))
+        shutil.rmtree(os.path.join(root, "sys/module/vfio"))
+        variant_driver(root, name=name, holds=())
+    with pytest.raises(vfio.VfioError) as e:
+        run(root, [addrs[0]], loaded=modprobe, driver="not_vfio")
+    assert e.value.failures[0]["code"] == "not_vfio_driver"
+    assert driver(root, addrs[0]) == "e1000e"
+
+
+def test_builtin_driver_cannot_be_told_and_is_verified(host):
+    """A built-in driver has no holders/: the plan says it cannot tell, the bind is checked after."""
+    root, addrs = host
+    os.makedirs(os.path.join(root, "sys/bus/pci/drivers/builtin_vfio_pci"))
+    p = plan(root, [addrs[0]], driver="builtin_vfio_pci")
+    assert p["driver_check"]["vfio"] is None and "cannot tell" in p["driver_check"]["reason"]
+    kernel = FakeKernel(root, refuse=("builtin_vfio_pci",))
+    with pytest.raises(vfio.VfioError, match="not builtin_vfio_pci, after the probe"):
+        run(root, [addrs[0]], kernel=kernel, driver="builtin_vfio_pci")
