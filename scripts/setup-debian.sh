@@ -3,7 +3,8 @@
 #   setup-debian.sh venv     python venv (.venv) with the dev requirements
 #   setup-debian.sh sanity   + git and shellcheck for ansible-test sanity
 #   setup-debian.sh kernel   + kernel build dependencies, trixie-backports source
-#   setup-debian.sh testbed  + QEMU and OpenSSH for the real-kernel test bed
+#   setup-debian.sh root     + debootstrap for the test-bed guests' Debian root
+#   setup-debian.sh testbed  + QEMU, the SSH client and debootstrap for the real-kernel test bed
 # Never upgrades the base system: backports are added with their default
 # (NotAutomatic) priority and only named packages are installed from them.
 set -euo pipefail
@@ -69,10 +70,15 @@ setup_sanity() {
   need_debs git shellcheck
 }
 
+setup_root() {
+  # tests/testbed/build-root.sh debootstraps the guests' own Debian trixie root.
+  need_debs debootstrap debian-archive-keyring
+}
+
 setup_testbed() {
-  # The guests boot the host's root filesystem: udev runs its udevd (boot-time rules),
-  # grub2-common gives them a real update-grub/grub-mkconfig for iommu.host.kernel_args.
-  need_debs qemu-system-x86 openssh-server openssh-client python3 iproute2 pciutils kmod udev grub2-common
+  # The host only runs the outer QEMU and the SSH client: the guests boot their own
+  # Debian trixie root (tests/testbed/build-root.sh), not the host's files.
+  need_debs qemu-system-x86 openssh-client e2fsprogs util-linux
 }
 
 want=${1:-venv}
@@ -81,6 +87,7 @@ case "$want" in
   venv) ;;
   sanity) setup_sanity ;;
   kernel) setup_kernel ;;
-  testbed) setup_kernel; setup_testbed ;;
-  *) echo "usage: $0 [venv|sanity|kernel|testbed]" >&2; exit 2 ;;
+  root) setup_root ;;
+  testbed) setup_kernel; setup_testbed; setup_root ;;
+  *) echo "usage: $0 [venv|sanity|kernel|root|testbed]" >&2; exit 2 ;;
 esac

@@ -7,6 +7,10 @@ Mark tests ``@pytest.mark.testbed`` (all profiles) or
                       answers from its cache in seconds once built; set
                       TESTBED_KERNEL=path to skip it, TESTBED_BUILD_KERNEL=0 to
                       use the newest cached build instead of building).
+``testbed_root``      the guests' root directory (runs tests/testbed/build-root.sh,
+                      which answers from its cache in seconds once built; set
+                      TESTBED_ROOT=dir to skip it, TESTBED_BUILD_ROOT=0 to use
+                      the newest cached root instead of building).
 ``testbed``           session-wide pool of guests. ``testbed.boot("intel", ...)``
                       returns {name: Guest}; the first call boots every profile
                       any collected test asks for, in parallel; guests are
@@ -18,7 +22,7 @@ Mark tests ``@pytest.mark.testbed`` (all profiles) or
 ``ansible_playbook``  run(playbook, ...) -> PlaybookResult(rc, stdout, stderr, json).
 ``testbed_adhoc``     pytest-ansible host manager for those guests (in-process).
 
-When the kernel, QEMU or OpenSSH is missing the tests skip with the reason,
+When the kernel, the root, QEMU or OpenSSH is missing the tests skip with the reason,
 or fail with it under CI=true. Guest boot failures always fail (with the
 serial log). TESTBED_KEEP=1 keeps the session's run dir (logs, disk images);
 it is also kept when a test failed.
@@ -101,11 +105,25 @@ def testbed_kernel() -> Path:
         unavailable(str(e))
 
 
+@pytest.fixture(scope="session")
+def testbed_root() -> Path:
+    build = os.environ.get("TESTBED_BUILD_ROOT", "1") != "0" and not os.environ.get("TESTBED_ROOT")
+    try:
+        root = tb.find_root(build=build)
+    except tb.MissingDependency as e:
+        unavailable(str(e))
+    problems = tb.root_problems(root)
+    if problems:
+        unavailable("; ".join(problems))
+    return root
+
+
 class TestbedPool:
     """Session-wide guests, booted lazily and in parallel, stopped at the end."""
 
-    def __init__(self, kernel: Path, run_dir: Path, wanted: list, timeout: float):
+    def __init__(self, kernel: Path, run_dir: Path, wanted: list, timeout: float, root: Path = None):
         self.kernel = kernel
+        self.root = root
         self.run_dir = run_dir
         self.wanted = list(wanted)      # every profile the collected tests ask for
         self.timeout = timeout
@@ -127,7 +145,7 @@ class TestbedPool:
             t0 = time.time()
             try:
                 self.guests.update(tb.boot_many(batch, run_dir=self.run_dir, kernel=self.kernel,
-                                                timeout=self.timeout))
+                                                root=self.root, timeout=self.timeout))
             except tb.MissingDependency as e:
                 unavailable(str(e))
             except tb.BootError as e:
@@ -146,7 +164,7 @@ class TestbedPool:
         if old is not None:
             old.stop()
         self.guests.update(tb.boot_many([name], run_dir=self.run_dir, kernel=self.kernel,
-                                        timeout=self.timeout,
+                                        root=self.root, timeout=self.timeout,
                                         extra_kernel_args=tuple(extra_kernel_args or ())))
         return self.guests[name]
 
@@ -160,7 +178,7 @@ class TestbedPool:
 
 
 @pytest.fixture(scope="session")
-def testbed(request, testbed_kernel):
+def testbed(request, testbed_kernel, testbed_root):
     problems = tb.host_problems()
     if problems:
         unavailable("; ".join(problems))
@@ -172,7 +190,7 @@ def testbed(request, testbed_kernel):
     base = tb.DEFAULT_RUN_DIR
     base.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="pytest-", dir=base))
-    pool = TestbedPool(testbed_kernel, run_dir, wanted, BOOT_TIMEOUT)
+    pool = TestbedPool(testbed_kernel, run_dir, wanted, BOOT_TIMEOUT, root=testbed_root)
     try:
         yield pool
     finally:

@@ -185,7 +185,7 @@ def test_selftest_mock_reports_dirty_tracking(testbed):
 import json, sys
 sys.path.insert(0, "/root/iommu-host")
 from ansible_collections.iommu.host.plugins.module_utils import iommu_uapi as u
-from ansible_collections.iommu.host.plugins.module_utils import iommu_decode as d
+from ansible_collections.iommu.host.plugins.module_utils.decode import api as d
 out = {}
 for flags in (0, u.MOCK_FLAGS_DEVICE_NO_DIRTY, u.MOCK_FLAGS_DEVICE_PASID):
     info = u.selftest_mock_hw_info(flags)

@@ -179,19 +179,19 @@ def test_provision_role_end_to_end(guest, ansible_playbook):
               "> /etc/default/grub", timeout=30, check=True)
     play = {"name": "provision", "hosts": HOST, "gather_facts": False,
             "roles": [{"role": "iommu.host.provision", "vars": {
-                "iommu_provision_devices": [NICS[1]],
-                "iommu_provision_bootloader": "grub",
-                "iommu_provision_bootloader_update": False,
-                "iommu_provision_device_group": "kvm"}}],
-            "post_tasks": [{"name": "result", "ansible.builtin.debug": {"var": "iommu_preflight"}},
-                           {"name": "provisioned", "ansible.builtin.debug": {"var": "iommu_provision"}}]}
+                "provision_devices": [NICS[1]],
+                "provision_bootloader": "grub",
+                "provision_bootloader_update": False,
+                "provision_device_group": "kvm"}}],
+            "post_tasks": [{"name": "result", "ansible.builtin.debug": {"var": "preflight_result"}},
+                           {"name": "provisioned", "ansible.builtin.debug": {"var": "provision_result"}}]}
     result = ansible_playbook(play)
     assert result.rc == 0, result
-    pre = result.result(HOST, "result")["iommu_preflight"]
+    pre = result.result(HOST, "result")["preflight_result"]
     assert pre["status"] == "pass", pre["summary"]
     hw = [f for f in pre["findings"] if f["id"] == "device.hw_info"]
     assert [(f["status"], f["device"]) for f in hw] == [("pass", NICS[1])]
-    prov = result.result(HOST, "provisioned")["iommu_provision"]
+    prov = result.result(HOST, "provisioned")["provision_result"]
     assert prov["vendor"] == "intel" and prov["kernel_args"] == ["intel_iommu=on"]
     assert prov["bound_devices"] == [NICS[1]] and not prov["reboot_pending"]
     grub = guest.run("cat /etc/default/grub", timeout=30, check=True).stdout
@@ -204,4 +204,4 @@ def test_provision_role_end_to_end(guest, ansible_playbook):
     again = ansible_playbook(play)
     assert again.rc == 0, again
     assert again.stats[HOST]["changed"] == 0, [n for n, r in again.task_results(HOST) if r.get("changed")]
-    assert again.result(HOST, "result")["iommu_preflight"]["status"] == "pass"
+    assert again.result(HOST, "result")["preflight_result"]["status"] == "pass"

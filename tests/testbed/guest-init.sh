@@ -1,14 +1,17 @@
 #!/bin/sh
 # PID 1 of a real-kernel test-bed guest (booted by tests/testbed/testbed.py).
 #
-# The kernel mounts the HOST's root filesystem read-only over virtio-9p and
-# runs this script from it (init=/path/to/guest-init.sh).
+# The kernel mounts the test bed's Debian root (tests/testbed/build-root.sh)
+# read-only over virtio-9p and runs its /usr/local/sbin/testbed-init, which
+# mounts /proc, /sys, /dev, /run and the per-guest state share
+# (/run/testbed/share) and runs this script from that share.
 #
 # Stage 1 builds a writable root: an overlay whose lower layer is the
 #   read-only 9p root and whose upper layer is the guest's own disk image
 #   (virtio-blk, serial "testbed-persist", so changes survive a guest reboot)
-#   or a tmpfs when there is no such disk, then switch_root's into it. The
-#   host's files are never writable: QEMU exports them with readonly=on.
+#   or a tmpfs when there is no such disk, then switch_root's into it (which
+#   moves /run, and the state share with it). The root's files are never
+#   writable: QEMU exports them with readonly=on.
 # Stage 2 mounts /tmp, /dev/pts, /dev/shm, mounts the per-guest state share
 #   (9p tag "testbed", read-only: host key, authorized_keys, guest.env),
 #   configures the management NIC (virtio-net, QEMU user networking
@@ -16,14 +19,18 @@
 #   TESTBED-READY on the console and becomes a child reaper.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
-say() { echo "testbed-init: $*"; }
+say() {  # with the seconds since boot, to see where a slow boot spends its time
+  up=$(cut -d' ' -f1 /proc/uptime 2>/dev/null)
+  echo "testbed-init: ${up:+[$up] }$*"
+}
 
 if [ "$1" != stage2 ]; then
   say "stage 1: overlay root"
-  mount -t proc -o nosuid,nodev,noexec proc /proc
-  mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+  # testbed-init has mounted these already (and the state share below /run)
+  mountpoint -q /proc || mount -t proc -o nosuid,nodev,noexec proc /proc
+  mountpoint -q /sys || mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
   mountpoint -q /dev || mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
-  mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
+  mountpoint -q /run || mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
   # Scratch space on an empty directory of the read-only root; it stays
   # mounted (but invisible) below the new root after switch_root.
   scratch=/media
@@ -61,7 +68,8 @@ ln -sfn /proc/self/fd/2 /dev/stderr
 
 state=/run/testbed
 mkdir -p "$state/share"
-if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=none testbed "$state/share"; then
+if ! mountpoint -q "$state/share" &&
+   ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=none testbed "$state/share"; then
   say "FATAL: cannot mount the state share (9p tag testbed)"
 fi
 TESTBED_NAME=testbed
@@ -75,7 +83,7 @@ grep -q " $TESTBED_NAME\$" /etc/hosts 2>/dev/null || echo "127.0.1.1 $TESTBED_NA
 rm -f /etc/resolv.conf
 echo "nameserver 10.0.2.3" > /etc/resolv.conf
 
-# udev, when installed (scripts/setup-debian.sh testbed installs it): rules under
+# udev (in the root, see build-root.sh): rules under
 # /etc/udev/rules.d apply at boot as on a real host (e.g. iommu.host.vfio_pci's
 # persistence rule). Interface renaming is masked in this guest's overlay so the
 # NICs keep their kernel names; only PCI devices are coldplugged.
@@ -114,8 +122,8 @@ for cmd in reboot shutdown poweroff halt; do
   ln -sfn "$state/share/guest-power.sh" "/usr/sbin/$cmd"
 done
 
-# root's home: a fresh Debian home (from /etc/skel), not the host's /root,
-# kept on the overlay so it survives a guest reboot.
+# root's home: a fresh Debian home (from /etc/skel), kept on the overlay so it
+# survives a guest reboot.
 home=/var/lib/testbed/root-home
 if [ ! -d "$home" ]; then
   mkdir -p "$home"

@@ -2,18 +2,21 @@
 """Real-kernel test bed: QEMU guests with emulated IOMMUs, reachable by Ansible over SSH.
 
 Each guest boots the test-bed kernel (tests/testbed/build-kernel.sh) under QEMU
-(TCG, q35, 1 vCPU, 1 GiB) with the HOST's root filesystem shared read-only over
-virtio-9p; tests/testbed/guest-init.sh (PID 1) puts a writable overlay on top
-(upper layer on the guest's own disk image, so nothing on the host can be
-written and files survive a guest reboot), configures the management NIC and
-starts sshd. SSH is forwarded from 127.0.0.1:<free port> only; root logs in
-with a key generated per guest.
+(TCG, q35, 1 vCPU, 1 GiB) with the test bed's own Debian trixie root
+(tests/testbed/build-root.sh: python3, sshd, udev, grub tools and the two oracle
+QEMUs) shared read-only over virtio-9p; nothing of the host's file system is
+visible in the guest. The root's /usr/local/sbin/testbed-init mounts the
+per-guest state share and runs tests/testbed/guest-init.sh from it (PID 1),
+which puts a writable overlay on top (upper layer on the guest's own disk
+image, so the root cannot be written and files survive a guest reboot),
+configures the management NIC and starts sshd. SSH is forwarded from
+127.0.0.1:<free port> only; root logs in with a key generated per guest.
 
 Every guest has the same PCI topology, whatever its vIOMMU:
 
   00:02.0  virtio-net   management NIC (user networking, hostfwd to 22), iommu_platform=off
-  00:03.0  virtio-9p    host root filesystem, read-only (tag /dev/root)
-  00:04.0  virtio-9p    guest state share, read-only (tag testbed)
+  00:03.0  virtio-9p    the test-bed root (build-root.sh), read-only (tag /dev/root)
+  00:04.0  virtio-9p    guest state share, read-only (tag testbed: keys, guest.env, init scripts)
   00:05.0  virtio-blk   the guest's disk image (overlay upper layer, serial testbed-persist)
   00:08.0  e1000e       test NIC (own IOMMU group)
   00:09.0  e1000e       test NIC (own IOMMU group; the one the tests bind to vfio-pci)
@@ -38,8 +41,12 @@ CLI (guests booted by the CLI keep running until ``stop``)::
     testbed.py profiles
 
 Environment: TESTBED_RUN_DIR (default /tmp/iommu-host-testbed), TESTBED_KERNEL
-(bzImage; default: the newest cached build), TESTBED_QEMU (qemu-system-x86_64),
-TESTBED_BOOT_TIMEOUT (seconds, default 180), IOMMU_HOST_CACHE.
+(bzImage; default: the newest cached build), TESTBED_ROOT (root directory;
+default: the newest cached build-root.sh root), TESTBED_QEMU
+(qemu-system-x86_64), TESTBED_OUTER_QEMU (host, the default, or root: the root's
+QEMU 11.1 as the outer VMM, through the root's dynamic loader; opt-in, the suite
+expects the host QEMU's values), TESTBED_BOOT_TIMEOUT (seconds, default 180),
+IOMMU_HOST_CACHE.
 """
 from __future__ import annotations
 
@@ -66,9 +73,18 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 GUEST_INIT = HERE / "guest-init.sh"
 BUILD_KERNEL = HERE / "build-kernel.sh"
+BUILD_ROOT = HERE / "build-root.sh"
+ROOT_INIT = "/usr/local/sbin/testbed-init"   # in the root; runs guest-init.sh from the state share
 CACHE = Path(os.environ.get("IOMMU_HOST_CACHE", "/var/cache/iommu-host"))
 DEFAULT_RUN_DIR = Path(os.environ.get("TESTBED_RUN_DIR") or "/tmp/iommu-host-testbed")
 QEMU = os.environ.get("TESTBED_QEMU", "qemu-system-x86_64")
+# The outer VMM: "host" (default: $TESTBED_QEMU, the host's package) or "root": the test-bed root's own
+# QEMU 11.1, started through the root's dynamic loader and libraries (works on a Debian 12 host too).
+# Opt-in only: the suite's expected values (registers, address widths) are those of the host's QEMU.
+OUTER = os.environ.get("TESTBED_OUTER_QEMU", "host")
+ROOT_LIBDIR = "usr/lib/x86_64-linux-gnu"
+# vIOMMU property names QEMU 11 renamed; the profiles use the older spelling.
+RENAMED_IN_11 = (("x-scalable-mode=", "scalable-mode="),)
 DEFAULT_BOOT_TIMEOUT = float(os.environ.get("TESTBED_BOOT_TIMEOUT") or 180)
 MEMORY = "1G"
 CPUS = 1
@@ -115,14 +131,14 @@ PROFILES = {
 }
 
 
-def topology_args(port: int, share_dir: Path, persist_img: Path | None) -> list:
+def topology_args(port: int, share_dir: Path, persist_img: Path | None, root: Path) -> list:
     """QEMU arguments common to every profile (see the module docstring)."""
     args = [
         # management NIC: user networking, SSH forwarded from 127.0.0.1 only
         "-netdev", "user,id=mgmt,hostfwd=tcp:127.0.0.1:%d-:22" % port,
         "-device", "virtio-net-pci,netdev=mgmt,addr=0x02,iommu_platform=off",
-        # host root filesystem, read-only
-        "-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+        # the test-bed root (build-root.sh), read-only
+        "-fsdev", "local,id=hostroot,path=%s,security_model=none,readonly=on,multidevs=remap" % root,
         "-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=/dev/root,addr=0x03,iommu_platform=off",
         # per-guest state (host key, authorized_keys, guest.env), read-only
         "-fsdev", "local,id=state,path=%s,security_model=none,readonly=on" % share_dir,
@@ -155,7 +171,7 @@ class TestbedError(RuntimeError):
 
 
 class MissingDependency(TestbedError):
-    """The kernel, QEMU or OpenSSH is not installed: the test bed cannot run here."""
+    """The kernel, the root, QEMU or OpenSSH is missing: the test bed cannot run here."""
 
 
 class BootError(TestbedError):
@@ -191,19 +207,88 @@ def find_kernel(build: bool = False) -> Path:
     return kernels[0]
 
 
+def cached_roots() -> list:
+    """Built test-bed roots (build-root.sh) in the cache, newest first."""
+    paths = glob.glob(str(CACHE / "root" / "*" / "ORACLES"))
+    return sorted((Path(p).parent / "rootfs" for p in paths),
+                  key=lambda p: p.parent.stat().st_mtime, reverse=True)
+
+
+def find_root(build: bool = False) -> Path:
+    """The root directory the guests boot: $TESTBED_ROOT, or build-root.sh's answer
+    (build=True), or the newest cached build."""
+    env = os.environ.get("TESTBED_ROOT")
+    if env:
+        if not os.path.isdir(env):
+            raise MissingDependency("TESTBED_ROOT=%s is not a directory" % env)
+        return Path(env)
+    if build:
+        proc = subprocess.run(["bash", str(BUILD_ROOT)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, check=False)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines or not os.path.isdir(lines[-1]):
+            raise MissingDependency("build-root.sh failed (rc %d): %s"
+                                    % (proc.returncode, proc.stderr.strip()[-2000:]))
+        return Path(lines[-1])
+    roots = cached_roots()
+    if not roots:
+        raise MissingDependency("no test-bed root in %s/root/*/rootfs: run %s (make root)"
+                                % (CACHE, BUILD_ROOT))
+    return roots[0]
+
+
+def outer_qemu(root, data_dir) -> tuple:
+    """(argv prefix, extra environment) of the outer QEMU (see OUTER)."""
+    if OUTER != "root":
+        return [QEMU], {}
+    root, lib = Path(root), Path(root) / ROOT_LIBDIR
+    return ([str(lib / "ld-linux-x86-64.so.2"), "--library-path", str(lib),
+             str(root / "usr/bin/qemu-system-x86_64"), "-L", str(data_dir)],
+            {"QEMU_MODULE_DIR": str(lib / "qemu")})
+
+
+def root_data_dir(root, dest: Path) -> Path:
+    """The root's /usr/share/qemu as seen from the host: its absolute links (firmware from the
+    root's seabios/ipxe packages) re-pointed into the root, so the host's files are never used."""
+    src = Path(root) / "usr/share/qemu"
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for entry in sorted(os.listdir(src)):
+        path = src / entry
+        target = os.readlink(path) if path.is_symlink() else None
+        if target and os.path.isabs(target):
+            os.symlink(os.path.join(str(root), target.lstrip("/")), dest / entry)
+        else:
+            os.symlink(path, dest / entry)
+    return dest
+
+
+def root_problems(root) -> list:
+    """What the guests need and the root lacks (empty list: nothing)."""
+    problems = []
+    needed = [ROOT_INIT, "/usr/sbin/sshd", "/usr/lib/openssh/sftp-server", GUEST_PYTHON, "/usr/sbin/switch_root"]
+    if OUTER == "root":
+        needed += ["/%s/ld-linux-x86-64.so.2" % ROOT_LIBDIR, "/usr/bin/qemu-system-x86_64"]
+    for path in needed:
+        if not os.path.lexists(os.path.join(str(root), path.lstrip("/"))):
+            problems.append("%s not found in the root %s (tests/testbed/build-root.sh builds it)"
+                            % (path, root))
+    return problems
+
+
 def host_problems(persist: bool = True) -> list:
     """What is missing on this host to boot guests (empty list: nothing)."""
     problems = []
-    if not shutil.which(QEMU):
+    if OUTER not in ("host", "root"):
+        problems.append("TESTBED_OUTER_QEMU=%s: expected host or root" % OUTER)
+    if OUTER == "host" and not shutil.which(QEMU):
         problems.append("%s not found (scripts/setup-debian.sh testbed installs it)" % QEMU)
     for tool in ("ssh", "ssh-keygen", "setsid"):
         if not shutil.which(tool):
             problems.append("%s not found" % tool)
     if persist and not (shutil.which("mkfs.ext4") or os.path.exists("/usr/sbin/mkfs.ext4")):
         problems.append("mkfs.ext4 not found (e2fsprogs)")
-    for path in ("/usr/sbin/sshd", "/usr/lib/openssh/sftp-server", GUEST_PYTHON, "/usr/sbin/switch_root"):
-        if not os.path.exists(path):
-            problems.append("%s not found (the guests run the host's; scripts/setup-debian.sh testbed)" % path)
     return problems
 
 
@@ -365,12 +450,14 @@ class Guest:
     profile: str
     dir: Path
     kernel: Path
+    root: Path | None = None           # the directory the guest boots (build-root.sh)
     port: int = 0
     pid: int = 0
     persist: bool = True
     extra_kernel_args: tuple = ()
     owned: bool = True
     argv: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)       # extra environment of the outer QEMU
     append: str = ""
     started: float = 0.0
     boot_seconds: float | None = None
@@ -413,7 +500,8 @@ class Guest:
     # -- state --------------------------------------------------------------
     def to_json(self) -> dict:
         return {"name": self.name, "profile": self.profile, "dir": str(self.dir),
-                "kernel": str(self.kernel), "port": self.port, "pid": self.pid,
+                "kernel": str(self.kernel), "root": str(self.root) if self.root else None,
+                "port": self.port, "pid": self.pid,
                 "persist": self.persist, "extra_kernel_args": list(self.extra_kernel_args),
                 "argv": self.argv, "append": self.append, "started": self.started,
                 "boot_seconds": self.boot_seconds, "owner_pid": self.owner_pid}
@@ -427,7 +515,7 @@ class Guest:
     def load(cls, guest_dir) -> "Guest":
         d = json.loads((Path(guest_dir) / "guest.json").read_text())
         return cls(name=d["name"], profile=d["profile"], dir=Path(d["dir"]), kernel=Path(d["kernel"]),
-                   port=d["port"], pid=d["pid"], persist=d.get("persist", True),
+                   root=Path(d["root"]) if d.get("root") else None, port=d["port"], pid=d["pid"], persist=d.get("persist", True),
                    extra_kernel_args=tuple(d.get("extra_kernel_args", ())), owned=False,
                    argv=d.get("argv", []), append=d.get("append", ""), started=d.get("started", 0.0),
                    boot_seconds=d.get("boot_seconds"), owner_pid=d.get("owner_pid"))
@@ -460,11 +548,14 @@ class Guest:
             _keygen(self.key, "testbed-client-%s" % self.name)
         (self.share_dir / "authorized_keys").write_text(
             Path(str(self.key) + ".pub").read_text())
-        # The guest must not depend on the checkout's path after boot: its /tmp is a
-        # tmpfs, which hides a checkout under /tmp (CI may clone there).
-        shutil.copy2(HERE / "guest-power.sh", self.share_dir / "guest-power.sh")
+        # The guest sees no host files: its init script and power shim come from the state share
+        # (the root's testbed-init runs guest-init.sh from there).
+        for script in (GUEST_INIT, HERE / "guest-power.sh"):
+            shutil.copy2(script, self.share_dir / script.name)
         (self.share_dir / "guest.env").write_text(
             "TESTBED_NAME=%s\nTESTBED_PROFILE=%s\n" % (shlex.quote(self.name), shlex.quote(self.profile)))
+        if OUTER == "root":
+            root_data_dir(self.root or find_root(), self.dir / "qemu-data")
         if self.persist and not self.persist_img.exists():
             tmp = self.persist_img.with_suffix(".tmp")
             with open(tmp, "wb") as f:
@@ -479,23 +570,30 @@ class Guest:
         prof = PROFILES[self.profile]
         append = ["console=ttyS0", "root=/dev/root", "rootfstype=9p",
                   "rootflags=trans=virtio,version=9p2000.L,cache=loose,msize=262144",
-                  "ro", "init=%s" % GUEST_INIT, "panic=0",
+                  "ro", "init=%s" % ROOT_INIT, "panic=0",
                   # The early IO-APIC timer check can fail on an emulated CPU that the host
                   # is slowing down ("timer doesn't work through Interrupt-remapped IO-APIC",
                   # a panic seen here under TCG); the parameter exists for virtual machines.
                   "no_timer_check"]
         append += list(prof.kernel_args) + list(self.extra_kernel_args)
         self.append = " ".join(append)
-        argv = [QEMU, "-name", "testbed-%s,process=testbed-%s" % (self.name, self.name),
-                "-nodefaults", "-no-user-config", "-display", "none",
-                "-machine", prof.machine, "-accel", "tcg", "-cpu", "max",
-                "-m", MEMORY, "-smp", str(CPUS)]
-        argv += list(prof.iommu_args)
+        if self.root is None:
+            self.root = find_root()
+        prefix, self.env = outer_qemu(self.root, self.dir / "qemu-data")
+        argv = prefix + ["-name", "testbed-%s,process=testbed-%s" % (self.name, self.name),
+                         "-nodefaults", "-no-user-config", "-display", "none",
+                         "-machine", prof.machine, "-accel", "tcg", "-cpu", "max",
+                         "-m", MEMORY, "-smp", str(CPUS)]
+        iommu_args = list(prof.iommu_args)
+        if OUTER == "root":   # the root's QEMU is 11.1
+            for old, new in RENAMED_IN_11:
+                iommu_args = [a.replace(old, new) for a in iommu_args]
+        argv += iommu_args
         argv += ["-kernel", str(self.kernel), "-append", self.append,
                  "-chardev", "file,id=serial0,path=%s" % self.serial_log, "-serial", "chardev:serial0",
                  "-qmp", "unix:%s,server=on,wait=off" % self.qmp_socket,
                  "-pidfile", str(self.dir / "qemu.pid")]
-        argv += topology_args(self.port, self.share_dir, self.persist_img if self.persist else None)
+        argv += topology_args(self.port, self.share_dir, self.persist_img if self.persist else None, self.root)
         argv += list(prof.qemu_args)
         return argv
 
@@ -515,7 +613,8 @@ class Guest:
             self.started = time.time()
             try:
                 self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                              start_new_session=True, close_fds=True)
+                                              start_new_session=True, close_fds=True,
+                                              env=dict(os.environ, **self.env) if self.env else None)
             finally:
                 log.close()
             self.pid = self._proc.pid
@@ -772,7 +871,7 @@ def guests_in(run_dir=None, running_only: bool = True, sessions: bool = False) -
 
 def boot_many(profiles, run_dir=None, kernel=None, timeout: float = DEFAULT_BOOT_TIMEOUT,
               persist: bool = True, reuse: bool = False, owned: bool = True,
-              extra_kernel_args=()) -> dict:
+              extra_kernel_args=(), root=None) -> dict:
     """Boot several guests at once; returns {name: Guest} once all answer SSH.
 
     ``profiles``: profile names, or (name, profile) pairs for several guests of
@@ -786,6 +885,10 @@ def boot_many(profiles, run_dir=None, kernel=None, timeout: float = DEFAULT_BOOT
     if problems:
         raise MissingDependency("; ".join(problems))
     kernel = Path(kernel) if kernel else find_kernel()
+    root = Path(root) if root else find_root()
+    problems = root_problems(root)
+    if problems:
+        raise MissingDependency("; ".join(problems))
     run_dir = Path(run_dir or DEFAULT_RUN_DIR)
     run_dir.mkdir(parents=True, exist_ok=True)
     wanted = []
@@ -807,7 +910,7 @@ def boot_many(profiles, run_dir=None, kernel=None, timeout: float = DEFAULT_BOOT
             gdir = _guest_dir(run_dir, name)
             if gdir.exists():
                 shutil.rmtree(gdir)
-            g = Guest(name=name, profile=prof, dir=gdir, kernel=kernel, persist=persist,
+            g = Guest(name=name, profile=prof, dir=gdir, kernel=kernel, root=root, persist=persist,
                       owned=owned, extra_kernel_args=tuple(extra_kernel_args))
             g.start()
             started.append(g)
@@ -918,6 +1021,8 @@ def main(argv=None):
     p.add_argument("profiles", nargs="+", help="profile names or 'all' (%s)" % ", ".join(PROFILES))
     p.add_argument("--kernel", help="bzImage (default: $TESTBED_KERNEL or the newest cached build)")
     p.add_argument("--build-kernel", action="store_true", help="run build-kernel.sh to find/build the kernel")
+    p.add_argument("--root", help="root directory (default: $TESTBED_ROOT or the newest cached build)")
+    p.add_argument("--build-root", action="store_true", help="run build-root.sh to find/build the root")
     p.add_argument("--timeout", type=float, default=DEFAULT_BOOT_TIMEOUT)
     p.add_argument("--no-persist", action="store_true", help="tmpfs overlay instead of a disk image")
     p.add_argument("--append", default="", help="extra kernel arguments")
@@ -946,10 +1051,15 @@ def main(argv=None):
         return 0
     if args.cmd == "boot":
         names = list(PROFILES) if args.profiles == ["all"] else args.profiles
-        kernel = args.kernel or find_kernel(build=args.build_kernel)
+        try:
+            kernel = args.kernel or find_kernel(build=args.build_kernel)
+            root = args.root or find_root(build=args.build_root)
+        except TestbedError as e:
+            print(str(e), file=sys.stderr)
+            return 1
         t0 = time.time()
         try:
-            guests = boot_many(names, run_dir=args.run_dir, kernel=kernel, timeout=args.timeout,
+            guests = boot_many(names, run_dir=args.run_dir, kernel=kernel, root=root, timeout=args.timeout,
                                persist=not args.no_persist, reuse=args.reuse, owned=False,
                                extra_kernel_args=tuple(shlex.split(args.append)))
         except TestbedError as e:
@@ -957,7 +1067,7 @@ def main(argv=None):
             return 1
         for g in guests.values():
             g.detach()
-        print("booted %d guest(s) in %.1fs with %s" % (len(guests), time.time() - t0, kernel))
+        print("booted %d guest(s) in %.1fs with %s and %s" % (len(guests), time.time() - t0, kernel, root))
         _print_table(guests.values())
         path = inventory(guests_in(args.run_dir), args.run_dir / "inventory.yml")
         print("inventory (all running guests): %s" % path)
