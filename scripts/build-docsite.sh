@@ -7,7 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 colls=${1:?usage: build-docsite.sh COLLECTIONS_ROOT DEST}
 dest=${2:?usage: build-docsite.sh COLLECTIONS_ROOT DEST}
 export PATH=${VENV:-$root/.venv}/bin:$PATH ANSIBLE_COLLECTIONS_PATH=$colls
-rm -rf "$dest" && mkdir -p -m 0755 "$dest"
+rm -rf "$dest" && mkdir -p "$dest" && chmod 0755 "$dest"
 antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error --dest-dir "$dest" \
   --project iommu.host --copyright "iommu.host contributors" --title "iommu.host collection" \
   iommu.host >/dev/null

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Render docs/*.md as antsibull-docs extra docs (docs/docsite/rst/<name>.rst).
 
 The Markdown files stay the single source (GitHub and the README link them); the collection

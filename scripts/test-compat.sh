@@ -53,7 +53,7 @@ m = re.search(r"pip==([0-9.]+)", src) or re.search(r"PIP_VERSION\s*=\s*['\"]([0-
 print(m.group(1))
 PY
 )
-  mkdir -p ~/.ansible/test/cache && cp "$root/tests/sanity/get_pip_offline.py" ~/.ansible/test/cache/get_pip_${pipv//./_}.py
+  mkdir -p ~/.ansible/test/cache && cp "$root/tests/sanity/get_pip_offline.py" ~/.ansible/test/cache/"get_pip_${pipv//./_}.py"
   (cd "$dest" && PATH=$venv/bin:$PATH "$venv/bin/ansible-test" sanity --python "$pyver" --requirements --color no)
 }
 

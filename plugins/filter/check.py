@@ -5,38 +5,20 @@
 
 from __future__ import absolute_import, division, print_function
 
+from ansible_collections.iommu.host.plugins.module_utils.fleet import api as fleet
 from ansible_collections.iommu.host.plugins.module_utils.policy import api as policy
 
 __metaclass__ = type
 
 
 def _vm_inputs(vm, profiles, devices, params):
-    """profiles, devices, params and problems for a VM definition (iommu.host.vm_requirements output,
-    or the libvirt XML / QEMU command line itself); explicit arguments win over the VM's."""
-    if isinstance(vm, (str, list, tuple)):
-        from ansible_collections.iommu.host.plugins.module_utils.vmdef.api import VMDefinitionError, requirements
-        try:
-            vm = requirements(vm)
-        except VMDefinitionError as e:
-            return profiles, devices, params, ["the VM definition cannot be read: %s" % e]
-    vm = policy.plain(vm)
-    if not isinstance(vm, dict) or not isinstance(vm.get("profiles"), list):
-        return profiles, devices, params, ["vm must be the output of iommu.host.vm_requirements (a dict with "
-                                           "profiles, params and devices), a libvirt domain XML or a QEMU "
-                                           "command line"]
-    chosen = profiles if profiles is not None else vm["profiles"]
-    declared = set()
-    for name in chosen if isinstance(chosen, list) else []:
-        declared.update(policy.PROFILES.get(name if isinstance(name, str) else "", {}).get("params", ()))
-    # the VM states every property it has; keep those the selected profiles judge
-    merged = dict((k, v) for k, v in (vm.get("params") or {}).items() if k in declared)
-    merged.update(policy.plain(params) or {})
-    vm_devices = list(vm.get("devices") or [])
-    problems = ["%s" % p.get("message", p) if isinstance(p, dict) else "%s" % p for p in vm.get("problems") or []]
-    if devices is None and not vm_devices:
-        problems.append("the VM definition assigns no host device")
-    return (chosen,
-            devices if devices is not None else (vm_devices or policy.ALL_VFIO), merged, problems)
+    """profiles, devices, params and problems for a VM definition (fleet.api.vm_inputs); explicit
+    arguments win over the VM's."""
+    vm_in = fleet.vm_inputs(vm, params=params, devices=devices)
+    if vm_in.get("error"):
+        return profiles, devices, params, [vm_in["error"]]
+    chosen = profiles if profiles is not None else vm_in["profiles"]
+    return chosen, vm_in["devices"], vm_in["params"], vm_in["problems"]
 
 
 def check(data, profiles=None, devices=None, params=None, custom=None, host=None, vm=None):
@@ -59,12 +41,13 @@ def check(data, profiles=None, devices=None, params=None, custom=None, host=None
         params=params,
     )
     if problems:
-        policy.add_findings(result, [policy.meta_finding(
+        finding = policy.meta_finding(
             "vm.definition", result["host"], policy.WARN,
             "The gate cannot judge part of the VM definition: %s." % "; ".join(problems),
-            {"vm": "iommu.host.vm_requirements"}, "Review those parts of the VM by hand, or express them as "
-                                                   "profiles/params.", "iommu.host vm_requirements",
-            "VM definition fully judged")])
+            {"vm": "iommu.host.vm_requirements"},
+            "Review those parts of the VM by hand, or express them as profiles/params.",
+            "iommu.host vm_requirements", "VM definition fully judged")
+        policy.add_findings(result, [finding])
     return result
 
 

@@ -194,8 +194,13 @@ def release_of(binary, timeout=30.0):
     try:
         proc = subprocess.Popen([binary, "--version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 close_fds=True)
-        out, _ = proc.communicate(timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
+    except OSError:
+        return None
+    try:
+        out = proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()     # never leave a stuck QEMU behind
+        proc.communicate()
         return None
     m = re.search(r"version (\d+\.\d+\.\d+)", out.decode("utf-8", "replace"))
     return m.group(1) if m else None
@@ -210,5 +215,56 @@ def find_binary(arch="x86_64", path=None):
     return None
 
 
-__all__ = ["build_argv", "probe", "outcome", "parse_messages", "parse_replies", "qmp_script", "release_of",
+def _words(findings):
+    return "; ".join("%s%s: %s" % (f.get("id"), " (%s)" % f["device"] if f.get("device") else "", f.get("message"))
+                     for f in findings)
+
+
+def agreement(verdict, result, migration=True, host=None):
+    """The finding ``probe.agreement``: does the gate's prediction (an iommu.host.check result) agree with
+    one probe :func:`probe` result? Refusal: a failing finding with qemu_effect 'refuse' <=> QEMU did not
+    start; migration (when ``migration``, i.e. the live_migration profile was asked): a failing
+    'block_migration' finding <=> QEMU blocked the migration. Both sides' words are in the message."""
+    verdict = verdict if isinstance(verdict, dict) else {}
+    findings = [f for f in verdict.get("findings") or [] if isinstance(f, dict) and f.get("status") == "fail"]
+    refuse = [f for f in findings if f.get("qemu_effect") == "refuse"]
+    block = [f for f in findings if f.get("qemu_effect") == "block_migration"]
+    out = {"id": "probe.agreement", "host": host or verdict.get("host"), "device": None, "qemu_effect": None,
+           "title": "The gate's prediction agrees with the host's QEMU", "rule": "iommu.host.qemu_probe",
+           "profiles": [], "remedy": None,
+           "evidence": {"qemu.started": None, "qemu.migration": None, "qemu.messages": [], "qemu.version": None,
+                        "gate.refuse": [f.get("id") for f in refuse], "gate.block_migration": [f.get("id") for f in block]}}
+    if not isinstance(result, dict) or result.get("started") is None:
+        out.update(status="not_applicable", message="QEMU was not run (check mode or no probe result).")
+        return out
+    out["evidence"].update({"qemu.started": result.get("started"), "qemu.migration": result.get("migration"),
+                            "qemu.messages": result.get("errors") or [], "qemu.version": result.get("qemu_version")})
+    qemu_said = ("QEMU %s refused the VM: %s" % (result.get("qemu_version") or "", " | ".join(
+        result.get("errors") or ["(no message)"])) if not result.get("started") else
+        "QEMU %s started the VM%s" % (result.get("qemu_version") or "", (
+            ", migration %s%s" % (result.get("migration"), ": %s" % result["blocker"] if result.get("blocker") else "")
+            if migration and result.get("migration") else "")))
+    problems = []
+    if result.get("timed_out"):
+        problems.append("QEMU did not answer within the timeout")
+    elif not result.get("started") and not refuse:
+        problems.append("the gate predicts that the VM starts")
+    elif result.get("started") and refuse:
+        problems.append("the gate predicts a refusal: %s" % _words(refuse))
+    elif result.get("started") and migration:
+        if result.get("migration") == "blocked" and not block:
+            problems.append("the gate predicts that the VM can migrate")
+        elif result.get("migration") == "allowed" and block:
+            problems.append("the gate predicts that migration is blocked: %s" % _words(block))
+    if problems:
+        out.update(status="fail", message="The prediction and the host's QEMU disagree: %s; %s." % (
+            qemu_said, "; ".join(problems)),
+            remedy="Trust QEMU's answer for this host and report the disagreement (configuration, QEMU release, "
+                   "both messages) to the iommu.host maintainers.")
+    else:
+        out.update(status="pass", message="The prediction agrees with the host's QEMU: %s." % qemu_said)
+    return out
+
+
+__all__ = ["agreement", "build_argv", "probe", "outcome", "parse_messages", "parse_replies", "qmp_script", "release_of",
            "find_binary", "MIGRATE_URI"]

@@ -8,7 +8,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.iommu.host.plugins.module_utils import decode as D
+from ansible_collections.iommu.host.plugins.module_utils.decode import api as D
 from ansible_collections.iommu.host.plugins.module_utils.decode.amd import _AMD_EFR, _AMD_EFR2
 from ansible_collections.iommu.host.plugins.module_utils.decode.hw_info import _STRUCTS
 from ansible_collections.iommu.host.plugins.module_utils.decode.smmuv3 import (

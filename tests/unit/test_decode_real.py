@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from ansible_collections.iommu.host.plugins.module_utils import decode as D
+from ansible_collections.iommu.host.plugins.module_utils.decode import api as D
 
 GOLDEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "golden")
 

@@ -14,7 +14,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.iommu.host.plugins.filter.decode_hw_info import FilterModule, decode_hw_info
-from ansible_collections.iommu.host.plugins.module_utils import decode as D
+from ansible_collections.iommu.host.plugins.module_utils.decode import api as D
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIDECAR = os.path.join(REPO, "plugins", "filter", "decode_hw_info.yml")

@@ -320,8 +320,8 @@ def test_virtio_granule_per_release(facts, release):
     for granule, mask in (("64k", "0xffffffffffff0000"), ("16k", "0xffffffffffffc000"), ("8k", "0xffffffffffffe000")):
         s, effect, m = verdict(facts, "viommu.virtio.granule", profiles=VIRTIO, params=dict(base, granule=granule))
         assert (s, effect) == (P.FAIL, "refuse")
-        assert qemu_err("virtio-iommu reports a page size mask 0x1000 incompatible with currently supported mask "
-                        "%s" % mask) in m
+        assert qemu_err("%s: virtio-iommu reports a page size mask 0x1000 incompatible with currently supported "
+                        "mask %s" % (DEV, mask)) in m
     s, effect, m = verdict(facts, "viommu.virtio.granule", profiles=VIRTIO,
                            params=dict(base, granule="64k", iommufd=False))
     assert (s, effect) == (P.WARN, None) and "VFIO_IOMMU_GET_INFO" in m
@@ -333,7 +333,8 @@ def test_virtio_granule_per_release(facts, release):
 # Live migration
 
 
-NOT_IN_KERNEL = {True: "%s: VFIO migration init failed: migration is not supported in kernel",
+NOT_IN_KERNEL = {True: "%s: VFIO migration init failed: migration is not supported in kernel: Inappropriate ioctl for "
+                       "device",
                  False: "%s: VFIO migration is not supported in kernel"}
 NO_STOP_COPY = {True: "%s: VFIO migration init failed: VFIO_MIGRATION_STOP_COPY is not supported",
                 False: "%s: Migration couldn't be initialized for VFIO device, err: -95 (Operation not supported)"}
@@ -349,8 +350,8 @@ def test_migration_device_per_release(facts, release):
     assert "QEMU blocks migration: \"%s\"" % (NOT_IN_KERNEL[new] % DEV) in m and "vfio-pci" in m
     assert NOT_IN_KERNEL[not new] % DEV not in m
     s, effect, m = verdict(f, "migration.device", profiles=LM, params=dict(base, enable_migration="on"))
-    assert (s, effect) == (P.FAIL, "refuse") and "refuses the device when the VM starts: \"%s\"" % (
-        NOT_IN_KERNEL[new] % DEV) in m
+    assert (s, effect) == (P.FAIL, "refuse") and "refuses the device when the VM starts: \"vfio %s: %s\"" % (
+        DEV, NOT_IN_KERNEL[new] % DEV) in m
     s, effect, m = verdict(f, "migration.device", profiles=LM, params=dict(base, enable_migration="off"))
     assert (s, effect) == (P.FAIL, "block_migration") and "\"%s: Migration is disabled for VFIO device\"" % DEV in m
     # the GET succeeds, but without STOP_COPY (iommu_uapi reports supported=false with the flags)

@@ -75,8 +75,13 @@ from ansible_collections.iommu.host.plugins.module_utils.decode.vtd import (
 __metaclass__ = type
 
 __all__ = [
-    'HW_INFO_TYPES', 'HW_INFO_TYPE_IDS', 'SMMU_FIELD_VALUE_NAMES',
-    'decode_capabilities', 'decode_vtd', 'decode_amd', 'decode_smmuv3', 'decode_tegra241_cmdqv',
-    'decode_selftest', 'decode_hw_info_data', 'decode_request', 'parse_type', 'requested_type',
-    'to_int', 'to_count', 'amd_feature_names', 'parse_amd_features', 'pack_hw_info_data',
+    'AMD_EFR2_UNDECODED', 'AMD_EFR_UNDECODED', 'AMD_EFR_VMM_ALLOWED', 'AMD_IOMMU_PGSIZES',
+    'AMD_IOMMU_PGSIZES_V2', 'HW_INFO_TYPES', 'HW_INFO_TYPE_IDS', 'IIDR_IMPLEMENTER_ARM',
+    'IOMMU_HW_CAP_DIRTY_TRACKING', 'IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED', 'IOMMU_HW_CAP_PCI_PASID_EXEC',
+    'IOMMU_HW_CAP_PCI_PASID_PRIV', 'IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI',
+    'IOMMU_HW_INFO_SELFTEST_REGVAL', 'IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17', 'SMMU_FIELD_VALUE_NAMES',
+    'SMMU_UNDECODED', 'VTD_CAP_UNDECODED', 'VTD_ECAP_UNDECODED', 'amd_feature_names', 'decode_amd',
+    'decode_capabilities', 'decode_hw_info_data', 'decode_request', 'decode_selftest', 'decode_smmuv3',
+    'decode_tegra241_cmdqv', 'decode_vtd', 'pack_hw_info_data', 'parse_amd_features', 'parse_type',
+    'requested_type', 'to_count', 'to_int',
 ]

@@ -77,7 +77,7 @@ def _device_vfio_driver(ctx, addr, dev, params):
         "devices.<a>.in_use_by (processes holding /dev/vfio/devices/vfioN or /dev/vfio/<group>)",
         "Linux drivers/vfio: a second open of the group gives EBUSY, a second cdev bind EINVAL; QEMU "
         "hw/vfio/iommufd.c:158 \"error bind device fd=%d to iommufd=%d\"",
-        mdev="mediated device: the facts do not track processes holding mdevs")
+        mdev="mediated device: the facts do not track processes holding mdevs", verified=((10, 0), (11, 1)))
 def _device_not_in_use(ctx, addr, dev, params):
     users = dev.get("in_use_by")
     ev = {_dev_path(addr, "in_use_by"): users}
@@ -95,9 +95,12 @@ def _device_not_in_use(ctx, addr, dev, params):
                             ", ".join(str(u) for u in users)), ev, source,
                   "Make sure the process holding the device is not a VM or driver using it.")
     if users:
+        # QEMU's words (oracle 10.0/11.1): the iommufd bind of a bound cdev gives EINVAL; the legacy
+        # container's group open gives EBUSY
+        qemu = ("vfio %s: error bind device fd=N to iommufd=M: Invalid argument" % addr if params.get("iommufd", True)
+                else "vfio %s: Could not open '/dev/vfio/%s': Device or resource busy" % (addr, dev.get("iommu_group")))
         return _r(FAIL, "In use by %s: a VM or process holds its VFIO device node; QEMU cannot bind it "
-                        "(\"vfio %s: error bind device fd=N to iommufd=M: Invalid argument\")." % (
-                            ", ".join(str(u) for u in (bound or users)), addr),
+                        "(\"%s\")." % (", ".join(str(u) for u in (bound or users)), qemu),
                   ev, source, "Stop the VM or process using it (or assign another device), then run the "
                               "preflight again.")
     return _r(PASS, "No process holds its VFIO device or group node.", ev, source)
@@ -107,7 +110,7 @@ def _device_not_in_use(ctx, addr, dev, params):
         "devices.<a>.{iommu_group,group_members,group_blockers,group_viable}",
         "Linux drivers/vfio/group.c, Documentation/driver-api/vfio.rst: every other endpoint of the group "
         "bound to vfio-pci or pci-stub (or no driver), bridges excepted; iommufd bind gives EPERM otherwise",
-        mdev=_MDEV_GROUP)
+        mdev=_MDEV_GROUP, verified=((10, 0), (11, 1)))
 def _device_group_viable(ctx, addr, dev, params):
     gid = dev.get("iommu_group")
     ev = {_dev_path(addr, "iommu_group"): gid, _dev_path(addr, "group_members"): dev.get("group_members"),

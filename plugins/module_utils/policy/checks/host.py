@@ -277,7 +277,7 @@ def _host_vfio_cdev(ctx, params):
         "kernel.interrupt_remapping.{enabled,evidence}, kernel.allow_unsafe_interrupts, cmdline.effects.intremap_off",
         "Linux drivers/iommu/iommufd/device.c: iommufd refuses a device without MSI isolation (EPERM) unless "
         "iommufd.allow_unsafe_interrupts=1; QEMU hw/vfio/iommufd.c:158 \"error bind device fd=%d to "
-        "iommufd=%d\"", host_iommu=True)
+        "iommufd=%d\"", host_iommu=True, verified=((10, 0), (11, 1)))
 def _host_interrupt_remapping(ctx, params):
     ir = ctx.kernel.get("interrupt_remapping")
     ev = {"kernel.interrupt_remapping.enabled": _get(ir, "enabled"),

@@ -228,7 +228,7 @@ def _intel_x_flts(ctx, addr, dev, params):
         "cmdline.effects.scalable_mode, kernel.config.CONFIG_INTEL_IOMMU_SCALABLE_MODE_DEFAULT_ON",
         "kernel drivers/iommu/intel/iommu.c: IOMMU_HWPT_ALLOC_NEST_PARENT needs nested_supported() = scalable "
         "mode && ECAP.NEST and ECAP.SLTS; QEMU does not check it (cca621c782) and fails in "
-        "backends/iommufd.c:329 \"Failed to allocate hwpt\"", mdev=_MDEV_VIOMMU)
+        "backends/iommufd.c:329 \"Failed to allocate hwpt\"", mdev=_MDEV_VIOMMU, verified=((11, 1),))
 def _intel_nesting(ctx, addr, dev, params):
     fl = ctx.prop("fsts")
     ev = {"params.fsts": params.get("fsts")}
