@@ -15,6 +15,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.iommu.host.plugins.filter.decode_hw_info import FilterModule, decode_hw_info
 from ansible_collections.iommu.host.plugins.module_utils.decode import api as D
+from tests.support.ansible_env import env
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIDECAR = os.path.join(REPO, "plugins", "filter", "decode_hw_info.yml")
@@ -93,19 +94,6 @@ def test_sidecar_documentation_shape():
     assert d["options"]["strict"]["default"] is False
     assert isinstance(yaml.safe_load(doc["EXAMPLES"]), list)
     assert "_value" in doc["RETURN"]
-
-
-def env(tmp_path):
-    e = dict(os.environ)
-    e.update({
-        "ANSIBLE_COLLECTIONS_PATH": os.path.join(REPO, "build", "collections"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"),
-        "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_DEPRECATION_WARNINGS": "0",
-        "HOME": str(tmp_path),
-    })
-    return e
 
 
 def test_ansible_doc_reads_the_sidecar(tmp_path):

@@ -16,6 +16,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.iommu.host.plugins.filter.vm_requirements import FilterModule, vm_requirements
 from ansible_collections.iommu.host.plugins.module_utils.vmdef.api import requirements
+from tests.support.ansible_env import env
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "vmdef")
@@ -119,19 +120,6 @@ def test_sidecar_documentation_shape():
     assert isinstance(yaml.safe_load(doc["EXAMPLES"]), list)
     returned = doc["RETURN"]["_value"]["contains"]
     assert set(returned) == set(requirements(fixture("vgpu-mdev.xml")))
-
-
-def env(tmp_path):
-    e = dict(os.environ)
-    e.update({
-        "ANSIBLE_COLLECTIONS_PATH": os.path.join(REPO, "build", "collections"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local"),
-        "ANSIBLE_REMOTE_TEMP": str(tmp_path / "remote"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_DEPRECATION_WARNINGS": "0",
-        "HOME": str(tmp_path),
-    })
-    return e
 
 
 def test_ansible_doc_reads_the_sidecar(tmp_path):

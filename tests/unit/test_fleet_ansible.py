@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 from tests.support import fleet
-from tests.unit.test_filter_vm_requirements import env as ansible_env
+from tests.support.ansible_env import env as ansible_env
 from tests.unit.test_fleet_placement import domain
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -209,7 +209,7 @@ def test_result_and_finding_shape(facts):
     for x in r["findings"]:
         assert set(x) >= {"id", "host", "device", "status", "message", "evidence", "remedy", "rule", "qemu_effect"}
         assert x["status"] in P.STATUSES and x["host"] == "h1"
-        assert x["qemu_effect"] in (None, "refuse", "block_migration", "warning")
+        assert x["qemu_effect"] in (None, "refuse", "block_migration", "warning", "requirement")
         assert x["qemu_effect"] is None or x["status"] in (P.FAIL, P.WARN)
         assert isinstance(x["evidence"], dict) and "source" in x["evidence"]
         assert x["rule"]
@@ -797,7 +797,15 @@ PASID = ("pasid",)
 def test_device_pasid(facts):
     f = set_vtd(copy.deepcopy(facts), VTD_CAP_FULL, VTD_ECAP_FULL, caps=0x1 | 0x2, pasid=20)
     s, m = status2(f, "device.pasid", profiles=PASID, params={"pasid_bits": 16, "pasid_exec": True})
-    assert s == P.PASS and "20-bit PASIDs" in m
+    # the host gives 20 bits, but vfio-pci shows the guest no PASID capability without arm-smmuv3 accel
+    assert s == P.WARN and "20-bit PASIDs" in m and "only behind arm-smmuv3,accel=on" in m
+    s, m = status2(f, "device.pasid", profiles=PASID, params={"pasid_bits": 16, "qemu_version": "10.2"})
+    assert s == P.WARN and "only from 11.0" in m
+    r = run(f, ["pasid", "smmuv3_accel"], params={"pasid_bits": 16, "ssidsize": 20})
+    x = [y for y in r["findings"] if y["id"] == "device.pasid"][0]
+    assert x["status"] == P.PASS and "synthesizes a PASID capability" in x["message"], x
+    s, m, x = status(f, "device.pasid", profiles=PASID, params={"pasid_bits": 21})
+    assert x["qemu_effect"] == "requirement"
     s, m = status2(f, "device.pasid", profiles=PASID, params={"pasid_priv": True})
     assert s == P.FAIL and "privileged mode" in m
     s, m = status2(f, "device.pasid", profiles=PASID, params={"pasid_bits": 21})

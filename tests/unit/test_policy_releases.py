@@ -32,7 +32,7 @@ from tests.unit.test_policy import (  # noqa: F401  # pylint: disable=unused-imp
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RELEASES = ("10.0", "10.1", "10.2", "11.0", "11.1")
-EFFECTS = (None, "refuse", "block_migration", "warning")
+EFFECTS = (None, "refuse", "block_migration", "warning", "requirement")
 INTEL, AMD, LM, VIRTIO, SMMU = ("intel_viommu",), ("amd_viommu",), ("live_migration",), ("virtio_viommu",), \
     ("smmuv3_accel",)
 

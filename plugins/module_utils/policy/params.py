@@ -165,7 +165,7 @@ PROFILES = {
     "pasid": {
         "description": "passthrough + PASID width and ATS for devices that need them.",
         "checks": _BASE + ("device.pasid", "device.ats"),
-        "params": ("iommufd", "pasid_bits", "pasid_exec", "pasid_priv", "require_ats"),
+        "params": ("iommufd", "qemu_version", "pasid_bits", "pasid_exec", "pasid_priv", "require_ats"),
     },
 }
 

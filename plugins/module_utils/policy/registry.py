@@ -54,7 +54,8 @@ def _check(check_id, scope, title, reads, rule, mdev=None, host_iommu=False, ver
 
 def _r(status, message, evidence=None, source=None, remedy=None, rule=None, basis=None, effect=None):
     """A check's result. ``effect``: what QEMU does about a failure or warning - 'refuse' (the VM does not
-    start), 'block_migration' (it starts; migration is blocked) or 'warning' (QEMU warns); for a
+    start), 'block_migration' (it starts; migration is blocked), 'warning' (QEMU warns) or 'requirement'
+    (QEMU starts, but a requirement the user asked for - e.g. a PASID width - is not met); for a
     failure without it the engine assumes 'refuse' for vIOMMU/device checks (see engine._effect)."""
     out = {"status": status, "message": message, "evidence": dict(evidence or {}), "remedy": remedy}
     if effect:
