@@ -44,7 +44,7 @@ class FakeKernel:
     """
 
     def __init__(self, data, type_id=1, caps=0x8, pasid=0, bind_errno=None, info_errno=None,
-                 mig_flags=None, dma_logging=False, feature_errno=None):
+                 mig_flags=None, dma_logging=False, feature_errno=0):
         self.data, self.type_id, self.caps, self.pasid = data, type_id, caps, pasid
         self.bind_errno, self.info_errno = bind_errno, info_errno
         self.mig_flags, self.dma_logging, self.feature_errno = mig_flags, dma_logging, feature_errno
