@@ -738,3 +738,13 @@ def test_random_inputs_never_raise(gathered, data):
         if x["qemu_effect"] is not None:
             assert x["status"] in (P.FAIL, P.WARN), x
     json.dumps(r)
+
+
+@pytest.mark.parametrize("series", sorted(ORACLE_STRINGS), ids=["10.0", "11.1"])
+def test_properties_without_host_requirement_exist_in_both_oracles(series):
+    """vm_requirements drops no problem for these properties only because both releases have them."""
+    from ansible_collections.iommu.host.plugins.module_utils.vmdef.common import NO_HOST_REQUIREMENT
+    lines = set(_strings(series))
+    for model, props in NO_HOST_REQUIREMENT.items():
+        for prop in props:
+            assert prop in lines, (model, prop)
