@@ -106,6 +106,10 @@ def test_artifact_has_license_changelog_and_no_caches(built):
         ".ansible", ".hypothesis", ".venv", ".venv-2.16", "build", ".pytest_cache", "tests", ".ci", "scripts")
         or "__pycache__" in n or n.endswith(".pyc"))
     assert leaked == []
+    # Galaxy lists a filter once per documented file: each filter is one .py holding its docs, no sidecar
+    in_repo = sorted(f for f in os.listdir(os.path.join(REPO, "plugins", "filter")) if f.endswith(".py"))
+    packed = sorted(n.split("/")[-1] for n in names if n.startswith("plugins/filter/") and n.count("/") == 2)
+    assert packed == in_repo and in_repo, (packed, in_repo)
     with open(os.path.join(REPO, "CHANGELOG.md")) as f:
         changelog = f.read()
     assert "v0\\.1\\.0" in changelog

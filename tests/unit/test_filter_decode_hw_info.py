@@ -1,24 +1,23 @@
 # -*- coding: utf-8 -*-
 # Copyright: iommu.host contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The iommu.host.decode_hw_info filter: thin wrapper, errors, sidecar docs, real templating."""
+"""The iommu.host.decode_hw_info filter: thin wrapper, errors, in-file docs, real templating."""
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
-import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.iommu.host.plugins.filter.decode_hw_info import FilterModule, decode_hw_info
 from ansible_collections.iommu.host.plugins.module_utils.decode import api as D
 from tests.support.ansible_env import env
+from tests.support.filter_docs import doc_problems, parsed_docs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SIDECAR = os.path.join(REPO, "plugins", "filter", "decode_hw_info.yml")
+PLUGIN = os.path.join(REPO, "plugins", "filter", "decode_hw_info.py")
 BIN = os.path.dirname(sys.executable)
 
 
@@ -79,12 +78,11 @@ def test_capabilities_in_the_request():
 
 
 # ---------------------------------------------------------------------------------------------
-# ansible-doc sidecar
+# Documentation in plugins/filter/decode_hw_info.py (ansible-doc's view of every filter: test_filter_docs.py)
 # ---------------------------------------------------------------------------------------------
 
-def test_sidecar_documentation_shape():
-    with open(SIDECAR) as f:
-        doc = yaml.safe_load(f)
+def test_documentation_shape():
+    doc = parsed_docs(PLUGIN)
     assert set(doc) == {"DOCUMENTATION", "EXAMPLES", "RETURN"}
     d = doc["DOCUMENTATION"]
     assert d["name"] == "decode_hw_info"
@@ -92,19 +90,9 @@ def test_sidecar_documentation_shape():
     assert d["positional"] == "_input"
     assert d["options"]["_input"]["type"] == "dict" and d["options"]["_input"]["required"] is True
     assert d["options"]["strict"]["default"] is False
-    assert isinstance(yaml.safe_load(doc["EXAMPLES"]), list)
+    assert isinstance(doc["EXAMPLES"], list)
     assert "_value" in doc["RETURN"]
-
-
-def test_ansible_doc_reads_the_sidecar(tmp_path):
-    out = subprocess.run([os.path.join(BIN, "ansible-doc"), "-t", "filter", "--json", "iommu.host.decode_hw_info"],
-                         env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         universal_newlines=True, timeout=300, check=False)
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)["iommu.host.decode_hw_info"]
-    assert doc["doc"]["name"] == "decode_hw_info"
-    assert "_input" in doc["doc"]["options"]
-    assert doc["examples"] and doc["return"]["_value"]
+    assert doc_problems(PLUGIN) == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,26 +1,25 @@
 # -*- coding: utf-8 -*-
 # Copyright: iommu.host contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The iommu.host.vm_requirements filter: wrapper, errors, Ansible's string types, the sidecar docs,
+"""The iommu.host.vm_requirements filter: wrapper, errors, Ansible's string types, the in-file docs,
 agreement with the gate's parameters, and a real playbook run."""
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
-import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.iommu.host.plugins.filter.vm_requirements import FilterModule, vm_requirements
 from ansible_collections.iommu.host.plugins.module_utils.vmdef.api import requirements
 from tests.support.ansible_env import env
+from tests.support.filter_docs import doc_problems, parsed_docs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "vmdef")
-SIDECAR = os.path.join(REPO, "plugins", "filter", "vm_requirements.yml")
+PLUGIN = os.path.join(REPO, "plugins", "filter", "vm_requirements.py")
 BIN = os.path.dirname(sys.executable)
 
 
@@ -106,29 +105,20 @@ def test_params_are_accepted_by_the_gate(name):
 
 
 # ---------------------------------------------------------------------------------------------
-# ansible-doc sidecar
+# Documentation in plugins/filter/vm_requirements.py (ansible-doc's view of every filter: test_filter_docs.py)
 # ---------------------------------------------------------------------------------------------
 
-def test_sidecar_documentation_shape():
-    with open(SIDECAR) as f:
-        doc = yaml.safe_load(f)
+def test_documentation_shape():
+    doc = parsed_docs(PLUGIN)
     assert set(doc) == {"DOCUMENTATION", "EXAMPLES", "RETURN"}
     d = doc["DOCUMENTATION"]
     assert d["name"] == "vm_requirements" and d["positional"] == "_input"
     assert d["options"]["_input"]["required"] is True
     assert d["options"]["source"]["choices"] == ["auto", "libvirt", "qemu"]
-    assert isinstance(yaml.safe_load(doc["EXAMPLES"]), list)
+    assert isinstance(doc["EXAMPLES"], list)
     returned = doc["RETURN"]["_value"]["contains"]
     assert set(returned) == set(requirements(fixture("vgpu-mdev.xml")))
-
-
-def test_ansible_doc_reads_the_sidecar(tmp_path):
-    out = subprocess.run([os.path.join(BIN, "ansible-doc"), "-t", "filter", "--json", "iommu.host.vm_requirements"],
-                         env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         universal_newlines=True, timeout=300, check=False)
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)["iommu.host.vm_requirements"]
-    assert doc["doc"]["name"] == "vm_requirements" and doc["examples"] and doc["return"]["_value"]
+    assert doc_problems(PLUGIN) == []
 
 
 # ---------------------------------------------------------------------------------------------

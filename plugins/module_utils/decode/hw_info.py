@@ -198,7 +198,7 @@ def _first(obj, *keys):
 
 @_guard(None)
 def decode_request(obj):
-    """Decode one filter-plugin request (see plugins/filter/decode_hw_info.yml).
+    """Decode one filter-plugin request (see the DOCUMENTATION of plugins/filter/decode_hw_info.py).
 
     Forms: {type: intel_vtd, cap_reg, ecap_reg[, flags]} (cap/ecap as sysfs names them too),
     {type: amd, efr, efr2} or {type: amd, features: 'efr:efr2'}, {type: arm_smmuv3, idr: [6],
