@@ -127,9 +127,14 @@ def fleet(testbed, tmp_path_factory):
                     "pool": "{{ hostvars | iommu.host.migration_pool(hosts=['intel', 'intel-sm'], "
                             "vms=[vms['intel-39'], vms['intel-48']]) }}"}},
                 {"name": "Show them", "ansible.builtin.debug": {"var": "matrix"}},
+                {"name": "Fleet report of the test bed", "ansible.builtin.include_role": {"name": "iommu.host.report"},
+                 "vars": {"report_dir": str(work / "report"), "report_hosts": "{{ groups['testbed'] }}",
+                          "report_vms": "{{ vms.values() | list }}",
+                          "report_pools": {"intel guests": ["intel", "intel-sm"]},
+                          "report_title": "iommu.host test bed"}},
             ]}], dead_inventory(GUESTS, work / "dead.json"), extra_vars={"vms": VMS}, env=env, workdir=work)
         assert placed.rc == 0, placed
-        yield {"guests": guests, "drivers": drivers, "gather": gather, "placed": placed}
+        yield {"guests": guests, "drivers": drivers, "gather": gather, "placed": placed, "report": work / "report"}
     finally:
         for g in guests.values():
             if g.is_running():
@@ -209,3 +214,61 @@ def test_migration_pool_of_the_intel_guests(fleet):
     assert over["intel-39"]["status"] == "within", over
     assert over["intel-48"]["status"] == "exceeds", over
     assert [r["host"] for r in over["intel-48"]["refused_by"]] == ["intel"], over
+
+
+def _chromium():
+    """Headless Debian chromium through Playwright (as tests/browser/conftest.py; CI=true: fail, not skip)."""
+    import os
+    import shutil
+    exe = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:
+        reason = "playwright is not installed (%s)" % e
+    else:
+        if os.path.isfile(exe) or shutil.which(exe):
+            return sync_playwright, exe
+        reason = "%s not found" % exe
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail("browser unavailable (CI=true): %s" % reason, pytrace=False)
+    pytest.skip("browser unavailable: %s" % reason)
+
+
+@pytest.mark.browser
+def test_report_of_the_test_bed_in_chromium(fleet):
+    """The report role's page over the guests' cached facts, opened from disk in Chromium: the four
+    guests, the placement cell intel-48 x intel explaining QEMU's refusal, nothing fetched."""
+    import os
+    report = json.loads((fleet["report"] / "report.json").read_text())
+    assert sorted(h["name"] for h in report["hosts"]) == sorted(GUESTS)
+    junit = (fleet["report"] / "report.junit.xml").read_text()
+    assert "<testsuite" in junit and "intel-48" in junit
+    sync_playwright, exe = _chromium()
+    html = fleet["report"] / "report.html"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, headless=True,
+                                     args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        try:
+            page = browser.new_page()
+            errors, requests = [], []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(html.as_uri())
+            page.wait_for_selector("body[data-ready='1']")
+            shown = page.eval_on_selector_all("#panel-hosts tbody tr td:first-child", "tds => tds.map(t => t.textContent)")
+            assert sorted(shown) == sorted(GUESTS)
+            page.click("#tab-placement")
+            labels = page.eval_on_selector_all("#panel-placement thead th", "ths => ths.map(th => th.textContent)")
+            col = labels.index("intel-48") + 1
+            cell = "#panel-placement tbody tr:has(td:text-is('intel')) td:nth-child(%d)" % col
+            assert page.get_attribute(cell, "data-status") == "fail"
+            page.click(cell)
+            assert AW_REFUSAL in page.text_content("#detail")
+            page.keyboard.press("Escape")
+            # filter the hosts tab down to the Intel guests
+            page.click("#tab-hosts")
+            page.fill("#panel-hosts input.filter", "intel")
+            page.wait_for_selector("#panel-hosts .rows-shown[data-total='2']")
+            assert errors == [] and requests == [html.as_uri()]
+        finally:
+            browser.close()
