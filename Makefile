@@ -18,12 +18,13 @@ VERSION := $(shell sed -n 's/^version: *//p' $(REPO)/galaxy.yml)
 # Each lint step prints its wall time.
 TIMED = /usr/bin/env TIMEFORMAT='[time] %R s' bash -c 'time "$$@"' timed
 
-.PHONY: help venv collection demo facts test test-unit test-sanity test-lint test-package test-compat stage dist changelog test-bed kernel root testbed-deps fixtures bench clean
+.PHONY: help venv collection demo facts test test-unit test-browser test-sanity test-lint test-package test-compat stage dist changelog test-bed test-bed-all kernel root disk kernel-arm64 root-arm64 testbed-deps fixtures bench clean
 
 help:
 	@echo "make demo        preflight gate against localhost (sets everything up)"
 	@echo "make test        everything: unit, sanity, real-kernel test bed"
 	@echo "make test-unit   unit and property tests"
+	@echo "make test-browser the fleet report in headless Chromium (Playwright)"
 	@echo "make test-sanity ansible-test sanity"
 	@echo "make test-lint   ansible-lint production, antsibull-docs lint, changelog lint, docsite build"
 	@echo "make test-package build the artifact, install it in a playbook project, run the gate from it"
@@ -31,8 +32,11 @@ help:
 	@echo "make dist        build/dist/iommu-host-<version>.tar.gz"
 	@echo "make changelog   release galaxy.yml's version in the changelog (folds in new fragments)"
 	@echo "make test-bed    real-kernel QEMU test bed suite (builds or reuses the kernel)"
+	@echo "make test-bed-all the test bed with the systemd-boot and arm64 guests too"
 	@echo "make kernel      build (or find cached) the test-bed kernel"
 	@echo "make root        build (or find cached) the test-bed guests' Debian root (QEMU oracles)"
+	@echo "make kernel-arm64 / root-arm64  the arm64 guest's cross-built kernel / arm64 root + qemu-system-aarch64 (cached)"
+	@echo "make disk        build (or find cached) the disk images of the GRUB / systemd-boot guests"
 	@echo "make fixtures    recapture tests/fixtures/sysfs from test-bed guests"
 	@echo "make bench       benchmarks (not part of make test)"
 
@@ -50,10 +54,15 @@ demo: venv collection
 facts: venv collection
 	$(VENV)/bin/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(PY) playbooks/facts.yml
 
-test: test-unit test-lint test-package test-compat test-sanity test-bed
+test: test-unit test-browser test-lint test-package test-compat test-sanity test-bed
 
 test-unit: venv collection
 	$(PYTEST) tests/unit -q -p no:cacheprovider
+
+# The fleet report in headless Chromium (Debian's chromium package, driven by Playwright).
+test-browser: venv collection
+	@$(REPO)/scripts/setup-debian.sh browser
+	$(PYTEST) tests/browser -m browser -q -p no:cacheprovider
 
 test-sanity: venv
 	@$(REPO)/scripts/setup-debian.sh sanity
@@ -108,7 +117,27 @@ root: testbed-deps
 testbed-deps:
 	@$(REPO)/scripts/setup-debian.sh testbed
 
-test-bed: testbed-deps collection root
+# The arm64 guest (profile arm64-smmuv3): cross-built kernel, arm64 root and the outer qemu-system-aarch64 11.1
+# (cached; print their paths). `make test-bed` builds them on demand (the arm64 tests ask for the guest).
+kernel-arm64: venv
+	@$(REPO)/tests/testbed/build-kernel-arm64.sh
+
+root-arm64: testbed-deps
+	@$(REPO)/tests/testbed/build-root-arm64.sh
+
+# The disk-booted guests' images (GRUB, systemd-boot) for the test-bed kernel (cached; prints the directory).
+disk: testbed-deps
+	@$(REPO)/tests/testbed/build-disk.sh
+
+# `make test` (and so .ci/run) runs the test bed within CI's time: every x86 guest, SR-IOV, the provision
+# role's reboot path through GRUB (BOOTLOADER_PROFILES) and early binding on it. `make test-bed-all` adds the
+# systemd-boot guest and the arm64 guest (each marker also runs alone: pytest tests -m bootloader / arm64).
+BOOTLOADER_PROFILES ?= disk-grub
+TESTBED_SELECT ?= testbed and not arm64
+test-bed: testbed-deps collection root disk
+	IOMMU_HOST_BOOTLOADER_PROFILES=$(BOOTLOADER_PROFILES) $(PYTEST) tests/integration -m "$(TESTBED_SELECT)" -p no:cacheprovider
+
+test-bed-all: testbed-deps collection root disk kernel-arm64 root-arm64
 	$(PYTEST) tests/integration -m testbed -p no:cacheprovider
 
 fixtures: testbed-deps collection root
@@ -116,6 +145,7 @@ fixtures: testbed-deps collection root
 
 bench: venv collection
 	$(PY) tests/benchmarks/bench_facts.py
+	$(PY) tests/benchmarks/bench_report.py
 
 clean:
 	rm -rf build .pytest_cache tests/output .ansible

@@ -3,8 +3,11 @@
 #   setup-debian.sh venv     python venv (.venv) with the dev requirements
 #   setup-debian.sh sanity   + git and shellcheck for ansible-test sanity
 #   setup-debian.sh kernel   + kernel build dependencies, trixie-backports source
+#   setup-debian.sh kernel-arm64  + the arm64 cross compiler (gcc-aarch64-linux-gnu)
 #   setup-debian.sh root     + debootstrap for the test-bed guests' Debian root
 #   setup-debian.sh testbed  + QEMU, the SSH client and debootstrap for the real-kernel test bed
+#   setup-debian.sh browser  + Debian's chromium for the fleet report's browser tests (Playwright drives it)
+#   setup-debian.sh disk     + what build-disk.sh needs (sfdisk, mtools, dosfstools, qemu-img, OVMF)
 # Never upgrades the base system: backports are added with their default
 # (NotAutomatic) priority and only named packages are installed from them.
 set -euo pipefail
@@ -75,10 +78,21 @@ setup_root() {
   need_debs debootstrap debian-archive-keyring
 }
 
+setup_browser() {
+  # Playwright (requirements-dev.txt) drives Debian's chromium; Playwright's own browsers are never downloaded.
+  need_debs chromium
+}
+
 setup_testbed() {
   # The host only runs the outer QEMU and the SSH client: the guests boot their own
   # Debian trixie root (tests/testbed/build-root.sh), not the host's files.
   need_debs qemu-system-x86 openssh-client e2fsprogs util-linux
+}
+
+setup_disk() {
+  # tests/testbed/build-disk.sh: disk images without loop devices (sfdisk on the file, mke2fs -d,
+  # mkfs.fat + mtools), per-run qcow2 overlays (qemu-img), UEFI firmware for disk-sdboot (ovmf).
+  need_debs debootstrap debian-archive-keyring e2fsprogs fdisk mtools dosfstools qemu-utils ovmf
 }
 
 want=${1:-venv}
@@ -87,7 +101,10 @@ case "$want" in
   venv) ;;
   sanity) setup_sanity ;;
   kernel) setup_kernel ;;
+  kernel-arm64) setup_kernel; need_debs gcc-aarch64-linux-gnu ;;
   root) setup_root ;;
-  testbed) setup_kernel; setup_testbed; setup_root ;;
-  *) echo "usage: $0 [venv|sanity|kernel|root|testbed]" >&2; exit 2 ;;
+  disk) setup_disk ;;
+  browser) setup_browser ;;
+  testbed) setup_kernel; setup_testbed; setup_root; setup_disk ;;
+  *) echo "usage: $0 [venv|sanity|kernel|kernel-arm64|root|testbed|disk|browser]" >&2; exit 2 ;;
 esac

@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 name: fleet_report
 author: iommu.host contributors
-version_added: "0.2.0"
+version_added: "0.3.0"
 short_description: The fleet report - hosts x requirements, VMs x hosts and migration pools from cached facts
 description:
   - Computes, over the cached IOMMU facts of many hosts, what the module M(iommu.host.iommu_report) writes as

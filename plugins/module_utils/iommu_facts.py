@@ -12,6 +12,8 @@ reads go through :mod:`iommu_sysfs`, ioctls through :mod:`iommu_uapi`.
 from __future__ import absolute_import, division, print_function
 
 from ansible_collections.iommu.host.plugins.module_utils.decode import api as decode
+from ansible_collections.iommu.host.plugins.module_utils.decode import pci_config
+from ansible_collections.iommu.host.plugins.module_utils import iommu_memory
 from ansible_collections.iommu.host.plugins.module_utils import iommu_sysfs as sysfs
 from ansible_collections.iommu.host.plugins.module_utils import iommu_uapi as uapi
 from ansible_collections.iommu.host.plugins.module_utils.fleet.capabilities import with_capabilities
@@ -114,6 +116,71 @@ def _device_view(dev, groups, devices, units, holders):
     dev["iommu_vendor"] = unit["vendor"] if unit else None
     dev["has_iommu"] = bool(group)
     return dev
+
+
+ACS_OVERRIDE_NOTE = ("pcie_acs_override exists only in patched kernels (Proxmox VE, linux-zen, the ACS override "
+                     "patch); it makes the kernel pretend ports and multi-function devices have ACS, so IOMMU "
+                     "groups are split without the hardware isolating them. A mainline kernel ignores it.")
+
+
+def acs_override(cmdline):
+    """Whether pcie_acs_override is on the kernel command line, and its values."""
+    values = (cmdline.get("args") or {}).get("pcie_acs_override") or []
+    return {"present": bool(values), "values": ["" if v is True else v for v in values],
+            "source": "/proc/cmdline", "note": ACS_OVERRIDE_NOTE}
+
+
+def _acs_view(addr, parsed):
+    acs = parsed["acs"] or {}
+    return {
+        "source": "config:/sys/bus/pci/devices/%s/config" % addr,
+        "bytes_read": parsed["size"],
+        "readable": parsed["readable"],
+        "pcie": parsed["pcie"],
+        "port_type": parsed["port_type"],
+        "multifunction": parsed["multifunction"],
+        "status": parsed["acs_status"],
+        "offset": acs.get("offset"),
+        "cap_raw": acs.get("cap_raw"),
+        "ctrl_raw": acs.get("ctrl_raw"),
+        "capability": acs.get("capability"),
+        "control": acs.get("control"),
+        "isolates": acs.get("isolates") if parsed["acs_status"] == "present" else (
+            False if parsed["acs_status"] in ("absent", "not_pcie") else None),
+        "note": parsed["note"],
+        "problems": parsed["problems"],
+    }
+
+
+def sriov_and_acs(reader, devices, cmdline):
+    """Per device: ``sriov`` (PFs), ``upstream`` (bridges above it, nearest first), ``acs`` (bridges and
+    multi-function devices: their ACS capability from config space) and ``acs_path`` (each upstream
+    bridge's ACS in short). Returns the host-wide ``acs`` section."""
+    slots = {}
+    for addr, dev in devices.items():
+        dev["sriov"] = reader.sriov(addr)
+        dev["upstream"] = reader.upstream_bridges(addr)
+        if not dev.get("physfn"):
+            slots.setdefault(addr.rsplit(".", 1)[0], []).append(addr)
+    multi = set(a for members in slots.values() if len(members) > 1 for a in members)
+    read = 0
+    for addr, dev in devices.items():
+        if dev.get("is_bridge") or addr in multi:
+            dev["acs"] = _acs_view(addr, pci_config.parse_config(reader.config_space(addr)))
+            read += 1
+        else:
+            dev["acs"] = None
+    for addr, dev in devices.items():
+        path = []
+        for bridge in dev["upstream"]:
+            acs = (devices.get(bridge) or {}).get("acs") or {}
+            path.append({"address": bridge, "port_type": acs.get("port_type"), "status": acs.get("status"),
+                         "isolates": acs.get("isolates")})
+        dev["acs_path"] = path
+    extended = [a for a, d in devices.items() if d["acs"] and d["acs"]["readable"] == "extended"]
+    return {"override": acs_override(cmdline), "config_read": read,
+            "extended_config_readable": bool(extended) if read else None,
+            "source": "sysfs /sys/bus/pci/devices/*/config (bridges and multi-function devices)"}
 
 
 def query_candidates(devices, selected=None):
@@ -260,7 +327,13 @@ def gather(root="/", sysfs_only=False, selected=None, in_type=None, query=None, 
     holders = reader.vfio_holders()
     for dev in devices.values():
         _device_view(dev, groups, devices, units, holders)
+    cmdline = reader.cmdline()
+    acs = sriov_and_acs(reader, devices, cmdline)
     mdevs = reader.mdevs()
+    for mdev in mdevs.values():
+        # an mdev's DMA is its parent's: it sits on the parent's NUMA node (null for a non-PCI parent)
+        mdev["numa_node"] = (devices.get(mdev["parent"]) or {}).get("numa_node")
+    memory = iommu_memory.read_memory(reader)
     findings = []
 
     queried = []
@@ -284,7 +357,8 @@ def gather(root="/", sysfs_only=False, selected=None, in_type=None, query=None, 
         unit = units.get(dev["iommu_unit"])
         if unit is not None and "iommufd" not in unit:
             unit["iommufd"] = {"via": addr, "type": hw["type"], "vendor": hw["vendor"],
-                               "consistent_with_sysfs": hw["consistent_with_sysfs"]}
+                               "consistent_with_sysfs": hw["consistent_with_sysfs"],
+                               "source": "iommufd:IOMMU_GET_HW_INFO(%s)" % addr}
     for addr, dev in devices.items():
         if sysfs_only and "hw_info" in dev:
             dev["vfio_features"] = _features_not_read(dev["hw_info"]["skipped"])
@@ -325,12 +399,14 @@ def gather(root="/", sysfs_only=False, selected=None, in_type=None, query=None, 
         "present": bool(real_units),
         "vendors": sorted(set(u["vendor"] for u in real_units)),
         "kernel": kernel,
-        "cmdline": reader.cmdline(),
+        "cmdline": cmdline,
+        "acs": acs,
         "firmware": reader.firmware(),
         "units": units,
         "groups": groups,
         "devices": devices,
         "mdevs": mdevs,
+        "memory": memory,
         "queried": queried,
         "queried_mdevs": queried_mdevs,
         "summary": {

@@ -16,6 +16,8 @@ import gzip
 import os
 import re
 
+from ansible_collections.iommu.host.plugins.module_utils.iommu_memory import parse_numa_node
+
 __metaclass__ = type
 
 # Kernel options that decide whether the IOMMU, iommufd and VFIO cdev work.
@@ -214,29 +216,66 @@ class SysfsReader:
     def interrupt_remapping(self):
         """Whether MSIs are remapped/isolated, read from the irq chip names in /proc/interrupts.
 
-        With interrupt remapping, x86 MSI chips are named IR-PCI-MSI* / IR-IO-APIC
-        (INTEL-IR / AMD-IR parent domains); ARM GICv3 ITS isolates MSIs (ITS-*).
-        Without it they are plain PCI-MSI* / IO-APIC.
+        The kernel names a device's MSI chip after its parent MSI domain (msi_parent_ops.prefix):
+        x86 interrupt remapping gives IR-PCI-MSI* / IR-IO-APIC (INTEL-IR / AMD-IR parents), an Arm
+        GICv3/v5 ITS gives ITS-PCI-MSI* / ITS-v5-* - the domains flagged IRQ_DOMAIN_FLAG_ISOLATED_MSI
+        (intel/irq_remapping.c, amd/iommu.c, irq-gic-v3-its.c, irq-gic-v5-its.c), which is what
+        iommufd checks (iommu_group_has_isolated_msi). Without isolation the chips are plain
+        PCI-MSI* / IO-APIC (x86) or GICv2m-* / MBI-* (Arm: no device ID in the MSI, nothing to
+        isolate with). ``mechanism``: interrupt_remapping, gicv3_its or null. On a device-tree
+        system ``its_nodes`` lists the ITS nodes; an ITS with a Socionext pre-ITS
+        (socionext,synquacer-pre-its) does not isolate MSIs (irq-gic-v3-its.c clears the flag).
         """
         text = self.read("/proc/interrupts", limit=8 << 20)
+        its_nodes, pre_its = self._dt_its_nodes()
         if text is None:
-            return {"enabled": None, "source": None, "evidence": []}
+            return {"enabled": None, "source": None, "evidence": [], "mechanism": None,
+                    "its_nodes": its_nodes}
         chips = set()
         for line in text.splitlines()[1:]:
             for word in line.split():
                 if word.startswith(("IR-", "PCI-MSI", "IO-APIC", "ITS-", "INTEL-IR", "AMD-IR",
-                                    "DMAR-MSI", "AMD-Vi")):
+                                    "DMAR-MSI", "AMD-Vi", "GICv2m-", "MBI-")):
                     chips.add(word)
-        remapped = sorted(c for c in chips if c.startswith(("IR-", "ITS-")))
-        plain_msi = sorted(c for c in chips if c.startswith(("PCI-MSI", "IO-APIC")))
+        remapped = sorted(c for c in chips if c.startswith("IR-"))
+        its = sorted(c for c in chips if c.startswith("ITS-"))
+        plain_msi = sorted(c for c in chips if c.startswith(("PCI-MSI", "IO-APIC", "GICv2m-", "MBI-")))
+        source = "/proc/interrupts"
+        mechanism = None
         if remapped:
-            enabled = True
+            enabled, mechanism = True, "interrupt_remapping"
+        elif its and pre_its:
+            enabled, mechanism = False, "gicv3_its"
+            source = "/proc/interrupts, /sys/firmware/devicetree"
+        elif its:
+            enabled, mechanism = True, "gicv3_its"
         elif plain_msi:
             enabled = False
         else:
             enabled = None
-        return {"enabled": enabled, "source": "/proc/interrupts",
-                "evidence": remapped or plain_msi}
+        out = {"enabled": enabled, "source": source, "mechanism": mechanism,
+               "evidence": remapped or its or plain_msi, "its_nodes": its_nodes}
+        if pre_its:
+            out["pre_its"] = pre_its
+        return out
+
+    def _dt_its_nodes(self):
+        """Device-tree GIC ITS nodes (/<interrupt-controller>/<its>, compatible arm,gic-v3-its) and
+        the ones behind a Socionext pre-ITS (no MSI isolation). ([], []) without a device tree."""
+        base = "/sys/firmware/devicetree/base"
+        nodes, pre_its = [], []
+        for top in self.listdir(base):
+            if not top.startswith(("intc", "interrupt-controller")):
+                continue
+            for child in self.listdir("%s/%s" % (base, top)):
+                compat = self.read("%s/%s/%s/compatible" % (base, top, child), limit=4096) or ""
+                if "arm,gic-v3-its" not in compat.split("\0"):
+                    continue
+                name = "/%s/%s" % (top, child)
+                nodes.append(name)
+                if self.exists("%s%s/socionext,synquacer-pre-its" % (base, name)):
+                    pre_its.append(name)
+        return sorted(nodes), sorted(pre_its)
 
     def dev_nodes(self):
         cdevs = self.listdir("/dev/vfio/devices")
@@ -292,6 +331,11 @@ class SysfsReader:
                     "domains_supported": self.read(sub + "/domains_supported"),
                     "domains_used": self.read(sub + "/domains_used"),
                 }
+            elif unit["vendor"] == "arm_smmuv3":
+                # arm-smmu-v3 registers its unit with no attribute groups (iommu_device_sysfs_add(...,
+                # NULL, "smmu3.%pa")): IDR0-5, IIDR and AIDR are readable only through IOMMU_GET_HW_INFO.
+                unit["registers"] = {}
+                unit["registers_note"] = SMMUV3_NO_SYSFS_REGISTERS
             elif unit["vendor"] == "amd":
                 sub = base + "/amd-iommu"
                 features = self.read(sub + "/features")
@@ -397,7 +441,7 @@ class SysfsReader:
         """
         devices = {}
         top = "/sys/bus/pci/devices"
-        for addr, rel, scan in self.scan_all(top, ("uevent", "driver_override"),
+        for addr, rel, scan in self.scan_all(top, ("uevent", "driver_override", "numa_node"),
                                              ("driver", "iommu", "iommu_group", "physfn"), ("vfio-dev", "net")):
             if scan is None:
                 continue
@@ -428,6 +472,8 @@ class SysfsReader:
                 "vfio_cdev": vfio[0] if vfio else None,
                 "physfn": links["physfn"],
                 "net_interfaces": net,
+                # NUMA node the firmware puts the device on; -1 (none, single-node hosts) -> null
+                "numa_node": parse_numa_node(attr["numa_node"]),
             }
             devices[addr]["vfio"] = self._vfio_binding("pci", addr, links["driver"], vfio)
         self._vfio_group_evidence(devices, "/sys/bus/pci/devices")
@@ -556,6 +602,63 @@ class SysfsReader:
                     if who not in holders.setdefault(target, []):
                         holders[target].append(who)
         return holders
+
+    # -- SR-IOV and the PCI topology (issue 12) --------------------------------
+
+    def sriov(self, address):
+        """SR-IOV state of a physical function (Documentation/ABI/testing/sysfs-bus-pci), None when
+        the device has no sriov_totalvfs (not SR-IOV capable, or a VF). ``vfs``: virtfnN links in N order."""
+        base = "/sys/bus/pci/devices/%s" % address
+        scan = self.scan_dir(base, SRIOV_ATTRS, (), ()) if self.exists(base + "/sriov_totalvfs") else None
+        if scan is None:
+            return None
+        attr = scan[0]
+        vfs = []
+        for name in self.listdir(base):
+            if name.startswith("virtfn") and name[6:].isdigit():
+                target = self.link_name("%s/%s" % (base, name))
+                if target:
+                    vfs.append((int(name[6:]), target))
+        autoprobe = attr["sriov_drivers_autoprobe"]
+        return {
+            "totalvfs": _int_or_none(attr["sriov_totalvfs"]),
+            "numvfs": _int_or_none(attr["sriov_numvfs"]),
+            "drivers_autoprobe": None if autoprobe is None else autoprobe.strip() in ("1", "Y", "y"),
+            "vf_device": _hex4(attr["sriov_vf_device"]),
+            "offset": _int_or_none(attr["sriov_offset"]),
+            "stride": _int_or_none(attr["sriov_stride"]),
+            "vfs": [t for _n, t in sorted(vfs)],
+            "source": "sysfs:%s" % base,
+        }
+
+    def upstream_bridges(self, address):
+        """PCI bridges/ports above a function, nearest first, from its sysfs device path
+        (/sys/devices/pci0000:00/0000:00:0b.0/0000:03:00.0: one readlink, no walk)."""
+        try:
+            target = os.readlink(self.path("/sys/bus/pci/devices/%s" % address))
+        except (OSError, ValueError):
+            return []
+        parts = [p.lower() for p in target.split("/") if p.count(":") == 2 and PCI_ADDRESS_RE.match(p)]
+        if parts and parts[-1] == address.lower():
+            parts = parts[:-1]
+        return list(reversed(parts))
+
+    def config_space(self, address):
+        """The bytes of a function's config space (4096 to root for PCIe, 256 for conventional PCI,
+        64 to other users); None when absent or unreadable. Reading config space opens no device
+        (lspci does the same)."""
+        return self.read_bytes("/sys/bus/pci/devices/%s/config" % address, limit=4096)
+
+
+SRIOV_ATTRS = ("sriov_totalvfs", "sriov_numvfs", "sriov_drivers_autoprobe", "sriov_offset",
+               "sriov_stride", "sriov_vf_device")
+
+
+def _int_or_none(text):
+    try:
+        return int(str(text).strip(), 0) if text is not None else None
+    except ValueError:
+        return None
 
 
 # ---------------------------------------------------------------------------
@@ -756,6 +859,11 @@ def is_vfio_bound(dev):
     if isinstance(vfio, dict):
         return bool(vfio.get("bound"))
     return dev.get("driver") == VFIO_PCI
+
+
+SMMUV3_NO_SYSFS_REGISTERS = (
+    "an SMMUv3 exposes no registers in sysfs (arm-smmu-v3 adds its unit without attributes): IDR0-5, "
+    "IIDR and AIDR are read through iommufd IOMMU_GET_HW_INFO of a device behind it (hw_info, iommufd)")
 
 
 def unit_vendor(name, entries):

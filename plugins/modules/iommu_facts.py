@@ -77,7 +77,8 @@ notes:
   - Needs root (or read access to C(/dev/iommu) and C(/dev/vfio/devices/*)) for the iommufd query; the
     sysfs part works for any user, though some files (ACPI tables, other users' C(/proc/PID/fd)) need root.
   - Binding needs interrupt remapping (MSI isolation); without it the kernel refuses with EPERM and the
-    device's C(hw_info.error) explains it.
+    device's C(hw_info.error) explains it. On Arm the GIC ITS isolates MSIs
+    (C(kernel.interrupt_remapping.mechanism=gicv3_its)); an SMMU remaps no interrupts.
 seealso:
   - module: iommu.host.iommu_hw_info
   - ref: iommu.host.decode_hw_info filter <ansible_collections.iommu.host.decode_hw_info_filter>
@@ -139,13 +140,21 @@ ansible_facts:
           description: IOMMU-related kernel command line arguments and what they mean.
           type: dict
           returned: always
+        acs:
+          description: Whether C(pcie_acs_override) is on the kernel command line (and its values), and
+            whether extended config space was readable. Per device, C(upstream), C(acs), C(acs_path) and
+            C(sriov) (see docs/facts.md).
+          type: dict
+          returned: always
         firmware:
           description: ACPI DMAR/IVRS/IORT tables and device-tree IOMMU nodes.
           type: dict
           returned: always
         units:
           description: IOMMU units by name (C(dmar0), C(ivhd0), ...) with raw and decoded registers,
-            their devices, and the iommufd view when a device behind them was queried.
+            their devices, and the iommufd view when a device behind them was queried. An SMMUv3 has no
+            registers in sysfs (C(registers={}), C(registers_note)); its registers come only from the
+            iommufd view (C(iommufd.source)).
           type: dict
           returned: always
         groups:

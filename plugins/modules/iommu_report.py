@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 ---
 module: iommu_report
 short_description: Write the fleet report (HTML, JSON, JUnit XML) of hosts x requirements, VMs x hosts and migration pools
-version_added: "0.2.0"
+version_added: "0.3.0"
 description:
   - Renders a fleet report computed by the filter P(iommu.host.fleet_report#filter) into files in
     O(dest) - C(report.html), a self-contained page (inline CSS and JavaScript, no external asset, no

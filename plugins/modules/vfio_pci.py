@@ -47,6 +47,24 @@ description:
     The module owns both files; O(state=absent) removes the released addresses and deletes the files
     with the last one. The rule keeps each device's original driver in a comment, so a later release
     can predict it."
+  - "B(Early binding) (O(early=true)): the device belongs to C(vfio-pci) from early boot and is never
+    bound to its native driver. The method depends on how the running kernel ships vfio-pci
+    (C(/lib/modules/<release>/modules.builtin)). When vfio-pci is a loadable module, O(modprobe_file)
+    gets C(options vfio-pci ids=VVVV:DDDD,...) and C(softdep <native> pre: vfio-pci) for each native
+    driver module (found from the bound driver, or the device's modalias in C(modules.alias) /
+    C(modules.builtin.modinfo), or C(modprobe -R)); when the native driver or vfio-pci is in the
+    initramfs (C(lsinitramfs) / C(lsinitrd)), the initramfs is regenerated (C(update-initramfs -u -k all),
+    C(dracut -f --regenerate-all)) - only when the file changed. When vfio-pci is built in, modprobe.d
+    options do not reach it: the kernel argument C(vfio-pci.ids=...) is set through the
+    M(iommu.host.kernel_args) machinery (O(bootloader), O(bootloader_update)), and the softdeps are still
+    written. RV(early.method) and RV(early.reason) say which method and why; RV(reboot_required) is true
+    when something changed for the next boot."
+  - "Early binding is refused for a device whose native driver is built in and would bind first: with
+    vfio-pci as a module (no module loads before built-in drivers probe), or with both built in when the
+    native driver comes before vfio-pci in C(modules.builtin) (link order, which is the order of their
+    initcalls). C(ids=) binds by ID: another device with the same vendor:device that was not selected is
+    a failure unless O(early_allow_shared_ids=true). O(state=absent) removes the released devices from
+    early binding (the file goes with the last one, and so does the kernel argument)."
 author:
   - iommu.host maintainers (@iommu-host)
 options:
@@ -102,6 +120,46 @@ options:
       - The modules-load.d file the module owns (loads C(vfio-pci) and the variant drivers at boot).
     type: path
     default: /etc/modules-load.d/iommu-host-vfio.conf
+  early:
+    description:
+      - With O(state=present), also bind the devices (the selected ones and the group members that go to
+        C(vfio-pci)) from early boot - see B(Early binding) above. Needs O(persistent=true) and
+        O(driver=vfio-pci).
+      - C(false) leaves the early-binding setup as it is (devices bound early before stay so).
+        O(state=absent) always removes the released devices from it.
+    type: bool
+    default: false
+  early_allow_shared_ids:
+    description:
+      - Accept that C(ids=) / C(vfio-pci.ids=) also gives vfio-pci, at boot, the devices that have the same
+        vendor:device ID as an early-bound device but were not selected (they are listed in a warning).
+    type: bool
+    default: false
+  modprobe_file:
+    description:
+      - The modprobe.d file the module owns for early binding. It records the early-bound devices and the
+        method in comments. A file at this path that the module did not write is refused.
+    type: path
+    default: /etc/modprobe.d/iommu-host-vfio.conf
+  bootloader:
+    description:
+      - Early binding with a built-in vfio-pci - the boot setup that gets C(vfio-pci.ids=), as
+        O(iommu.host.kernel_args#module:bootloader).
+    type: str
+    choices: [auto, grubby, grub, systemd-boot]
+    default: auto
+  bootloader_update:
+    description:
+      - Early binding with a built-in vfio-pci - regenerate the boot configuration after editing it, as
+        O(iommu.host.kernel_args#module:update).
+    type: bool
+    default: true
+  update_initramfs:
+    description:
+      - Regenerate the initramfs when the early-binding file changed and the initramfs holds the native
+        driver or vfio-pci. C(false) only warns that it must be done.
+    type: bool
+    default: true
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -110,7 +168,8 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-    details: Shows the persistence files before and after, and each device's driver before and after.
+    details: Shows the persistence files (and the early-binding file and boot configuration) before and after,
+      and each device's driver before and after.
 notes:
   - Needs root. Requires Python 3.9 or later on the target.
   - The boot-time part needs udev (systemd-udevd or eudev). On a host without udev the files are still
@@ -141,6 +200,16 @@ EXAMPLES = r"""
   iommu.host.vfio_pci:
     devices: [0000:3b:00.2]
     driver: mlx5_vfio_pci
+
+- name: Keep the RTL8139 on vfio-pci from early boot (8139too never probes it)
+  iommu.host.vfio_pci:
+    devices: ['10ec:8139']
+    early: true
+  register: early
+
+- name: Reboot when early binding changed the next boot
+  ansible.builtin.reboot:
+  when: early.reboot_required
 
 - name: Give the NIC back to its driver and drop it from the boot-time rule
   iommu.host.vfio_pci:
@@ -239,6 +308,64 @@ persistent_devices:
   returned: always
   type: list
   elements: str
+reboot_required:
+  description: Whether early binding changed something for the next boot (the modprobe.d file, the
+    initramfs, or a kernel argument the running kernel does not have yet).
+  returned: always
+  type: bool
+early:
+  description: The early-binding setup after the run (in check mode, the prediction).
+  returned: always
+  type: dict
+  contains:
+    method:
+      description: C(modprobe) (vfio-pci is a module), C(kernel-arg) (vfio-pci is built in), or null when
+        no device is bound early.
+      type: str
+      sample: kernel-arg
+    reason:
+      description: Why that method (with the evidence, e.g. the C(modules.builtin) line).
+      type: str
+    vfio_pci:
+      description: C(module) or C(builtin) for the running kernel.
+      type: str
+    release:
+      description: The running kernel's release.
+      type: str
+    ids:
+      description: The C(vendor:device) IDs given to vfio-pci.
+      type: list
+      elements: str
+      sample: ["10ec:8139"]
+    remove_ids:
+      description: With O(state=absent), the IDs that left early binding; they were written to vfio-pci's
+        C(remove_id) before the release (the running vfio-pci holds them as dynamic IDs from C(ids=) and would
+        take the released devices back).
+      type: list
+      elements: str
+    devices:
+      description: The early-bound devices with C(address), C(ids), C(native_drivers), C(native_builtin)
+        and C(source) (where the native driver came from).
+      type: list
+      elements: dict
+    softdeps:
+      description: "The native driver modules that got C(softdep <module> pre: vfio-pci)."
+      type: list
+      elements: str
+    file:
+      description: The modprobe.d file with C(path), C(action) and C(changed).
+      type: dict
+    kernel_arg:
+      description: With a built-in vfio-pci (or when removing), the kernel argument edit - C(args), C(state),
+        C(changed), C(bootloader), C(pending), C(files), C(commands), C(reboot_required).
+      type: dict
+    initramfs:
+      description: C(tool), C(image), C(contains) (modules found in it), C(regenerate), C(reason), C(command).
+      type: dict
+    warnings:
+      description: Warnings (also shown by Ansible).
+      type: list
+      elements: str
 failures:
   description: On failure, every refusal or error, each with device, code, message and remedy
     (and C(interface), C(reason) or C(members) when they apply).
@@ -248,8 +375,10 @@ failures:
 """
 
 import json
+import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.iommu.host.plugins.module_utils import iommu_early
 from ansible_collections.iommu.host.plugins.module_utils import iommu_sysfs
 from ansible_collections.iommu.host.plugins.module_utils import iommu_vfio
 
@@ -275,6 +404,25 @@ def _ipv4_lookup(module):
                         "%s/%s" % (info["local"], info.get("prefixlen", 32)))
         return found
     return lookup
+
+
+def _modalias_resolver(module):
+    """modprobe -R <modalias>: the modules modprobe would load (used when modules.alias is missing)."""
+    def resolve(modalias):
+        modprobe = module.get_bin_path("modprobe")
+        if not modprobe:
+            return []
+        rc, out, _err = module.run_command([modprobe, "-R", modalias])
+        return out.split() if rc == 0 else []
+    return resolve
+
+
+def _initramfs_lister(module):
+    """lsinitramfs/lsinitrd <image>: the image's file list, None when it cannot be listed."""
+    def listing(lister, image):
+        rc, out, _err = module.run_command([lister, image])
+        return out if rc == 0 else None
+    return listing
 
 
 def _diff(plan):
@@ -304,6 +452,12 @@ def main():
             force=dict(type="bool", default=False),
             udev_rule_file=dict(type="path", default=iommu_vfio.DEFAULT_RULES_FILE),
             modules_load_file=dict(type="path", default=iommu_vfio.DEFAULT_MODULES_FILE),
+            early=dict(type="bool", default=False),
+            early_allow_shared_ids=dict(type="bool", default=False),
+            modprobe_file=dict(type="path", default=iommu_early.DEFAULT_MODPROBE_FILE),
+            bootloader=dict(type="str", default="auto", choices=["auto", "grubby", "grub", "systemd-boot"]),
+            bootloader_update=dict(type="bool", default=True),
+            update_initramfs=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -317,6 +471,19 @@ def main():
             modules_file=p["modules_load_file"], scanner=scanner, driver=p["driver"])
     except iommu_vfio.VfioError as e:
         module.fail_json(msg="iommu.host.vfio_pci: %s" % e, failures=e.failures, devices=[])
+    if p["early"] and p["state"] == "present" and not p["persistent"]:
+        module.fail_json(msg="iommu.host.vfio_pci: early: true needs persistent: true (early binding is a "
+                             "boot-time setting; the udev rule keeps the binding when the early one cannot apply)",
+                         devices=[])
+    try:
+        early_plan = iommu_early.plan(
+            reader, "/", os.uname()[2], plan, p["early"], allow_shared_ids=p["early_allow_shared_ids"],
+            modprobe_file=p["modprobe_file"], resolver=_modalias_resolver(module),
+            cmdline=reader.read("/proc/cmdline"),
+            original=dict((a, e.get("original_driver")) for a, e in
+                          iommu_vfio.read_managed(reader, p["udev_rule_file"]).items()))
+    except iommu_early.EarlyError as e:
+        module.fail_json(msg="iommu.host.vfio_pci: early binding: %s" % e, failures=e.failures, devices=[])
 
     result = dict(
         changed=plan["changed"],
@@ -332,27 +499,48 @@ def main():
         result["driver_check"] = plan["driver_check"]
     if module._diff:
         result["diff"] = _diff(plan)
-    if module.check_mode or not plan["changed"]:
-        module.exit_json(**result)
 
-    def load_module(name):
-        modprobe = module.get_bin_path("modprobe", required=True)
-        rc, out, err = module.run_command([modprobe, name])
-        if rc != 0:
-            module.fail_json(msg="iommu.host.vfio_pci: modprobe %s failed: %s" % (name, (err or out).strip()),
-                             **result)
+    if not module.check_mode and plan["changed"]:
+        def load_module(name):
+            modprobe = module.get_bin_path("modprobe", required=True)
+            rc, out, err = module.run_command([modprobe, name])
+            if rc != 0:
+                module.fail_json(msg="iommu.host.vfio_pci: modprobe %s failed: %s" % (name, (err or out).strip()),
+                                 **result)
+
+        try:
+            # IDs that leave early binding: the running vfio-pci would take the released devices back
+            iommu_early.remove_dynamic_ids("/", early_plan["remove_ids"])
+        except iommu_early.EarlyError as e:
+            module.fail_json(msg="iommu.host.vfio_pci: early binding: %s" % e, failures=e.failures, **result)
+        try:
+            result["devices"] = iommu_vfio.execute(plan, reader, iommu_vfio.SysfsWriter("/"), load_module)
+        except iommu_vfio.VfioError as e:
+            result["devices"] = getattr(e, "results", result["devices"])
+            module.fail_json(msg="iommu.host.vfio_pci: %s" % e, failures=e.failures, **result)
+        except (OSError, IOError) as e:
+            module.fail_json(msg="iommu.host.vfio_pci: %s" % e, **result)
+        if any(f["changed"] for f in plan["files"] if f["path"] == p["udev_rule_file"]):
+            udevadm = module.get_bin_path("udevadm")
+            if udevadm:
+                module.run_command([udevadm, "control", "--reload"])
 
     try:
-        result["devices"] = iommu_vfio.execute(plan, reader, iommu_vfio.SysfsWriter("/"), load_module)
-    except iommu_vfio.VfioError as e:
-        result["devices"] = getattr(e, "results", result["devices"])
-        module.fail_json(msg="iommu.host.vfio_pci: %s" % e, failures=e.failures, **result)
-    except (OSError, IOError) as e:
-        module.fail_json(msg="iommu.host.vfio_pci: %s" % e, **result)
-    if any(f["changed"] for f in plan["files"] if f["path"] == p["udev_rule_file"]):
-        udevadm = module.get_bin_path("udevadm")
-        if udevadm:
-            module.run_command([udevadm, "control", "--reload"])
+        early, reboot, diffs = iommu_early.apply(
+            module, early_plan, root="/", bootloader=p["bootloader"], bootloader_update=p["bootloader_update"],
+            update_initramfs=p["update_initramfs"], list_initramfs=_initramfs_lister(module))
+    except iommu_early.EarlyError as e:
+        module.fail_json(msg="iommu.host.vfio_pci: early binding: %s" % e, failures=e.failures, **result)
+    for w in early["warnings"]:
+        module.warn(w)
+    result["early"] = early
+    result["reboot_required"] = reboot
+    result["changed"] = result["changed"] or early["changed"]
+    if early["file"]["changed"]:
+        result["files"].append(early["file"])
+        result["files_written"].append(early["file"]["path"])
+    if module._diff:
+        result["diff"].extend(diffs)
     module.exit_json(**result)
 
 

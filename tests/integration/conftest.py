@@ -76,7 +76,7 @@ def marker_profiles(item) -> list:
     mark = item.get_closest_marker("testbed")
     if mark is None:
         return []
-    names = list(mark.args) or list(mark.kwargs.get("profiles", ())) or list(tb.PROFILES)
+    names = list(mark.args) or list(mark.kwargs.get("profiles", ())) or tb.default_profiles()
     unknown = [n for n in names if n not in tb.PROFILES]
     if unknown:
         raise pytest.UsageError("%s: unknown test-bed profile(s) %s" % (item.nodeid, unknown))
@@ -130,18 +130,24 @@ class TestbedPool:
         self.guests = {}
         self.failures = {}
         self.boot_log = []              # (names, seconds) per parallel boot
+        self.arch_unavailable = {}      # arch -> why its kernel/root cannot be had (arm64 build failed)
 
     def boot(self, *names) -> dict:
-        names = list(names) or list(tb.PROFILES)
+        names = list(names) or tb.default_profiles()
         for n in names:
+            if tb.PROFILES[n].arch in self.arch_unavailable:
+                unavailable(self.arch_unavailable[tb.PROFILES[n].arch])
             if n in self.failures:
                 pytest.fail("guest %s failed to boot earlier in this session:\n%s"
                             % (n, self.failures[n]), pytrace=False)
         missing = [n for n in names if n not in self.guests or not self.guests[n].is_running()]
         if missing:
             # boot everything the session will need at once: parallel boots are cheaper
+            # (other architectures' guests only with their own: one failing boot fails its whole batch)
+            arches = set(tb.PROFILES[n].arch for n in missing)
             batch = [n for n in dict.fromkeys(missing + self.wanted)
-                     if (n not in self.guests or not self.guests[n].is_running()) and n not in self.failures]
+                     if (n not in self.guests or not self.guests[n].is_running()) and n not in self.failures
+                     and (n in missing or tb.PROFILES[n].arch in arches)]
             t0 = time.time()
             try:
                 self.guests.update(tb.boot_many(batch, run_dir=self.run_dir, kernel=self.kernel,
@@ -185,12 +191,28 @@ def testbed(request, testbed_kernel, testbed_root):
     wanted = []
     for item in request.session.items:
         for n in marker_profiles(item):
-            if n not in wanted:
+            # disk-booted guests (build-disk.sh) are booted when a test asks for them, not with the batch
+            if n not in wanted and not tb.PROFILES[n].disk:
                 wanted.append(n)
+    # Other architectures' kernel and root (arm64: build-kernel-arm64.sh, build-root-arm64.sh), built or
+    # found in the cache once, when a collected test asks for such a guest; if that fails, only those
+    # tests are unavailable.
+    arch_unavailable = {}
+    build = os.environ.get("TESTBED_BUILD_KERNEL", "1") != "0"
+    for arch in sorted(set(tb.PROFILES[n].arch for n in wanted) - {"x86_64"}):
+        try:
+            tb.ARCH_ARTIFACTS[arch] = tb.find_arch_artifacts(arch, build=build)
+            problems = tb.root_problems(tb.ARCH_ARTIFACTS[arch][1])
+            if problems:
+                raise tb.MissingDependency("; ".join(problems))
+        except tb.MissingDependency as e:
+            arch_unavailable[arch] = "%s guests: %s" % (arch, e)
+    wanted = [n for n in wanted if tb.PROFILES[n].arch not in arch_unavailable]
     base = tb.DEFAULT_RUN_DIR
     base.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="pytest-", dir=base))
     pool = TestbedPool(testbed_kernel, run_dir, wanted, BOOT_TIMEOUT, root=testbed_root)
+    pool.arch_unavailable = arch_unavailable
     try:
         yield pool
     finally:
@@ -207,7 +229,7 @@ def testbed(request, testbed_kernel, testbed_root):
 
 @pytest.fixture
 def testbed_guests(request, testbed) -> dict:
-    return testbed.boot(*(marker_profiles(request.node) or list(tb.PROFILES)))
+    return testbed.boot(*(marker_profiles(request.node) or tb.default_profiles()))
 
 
 @pytest.fixture

@@ -44,7 +44,11 @@ from tests.support import fixture_trees  # noqa: E402
 
 FIXTURES = testbed.REPO / "tests" / "fixtures" / "sysfs"
 VFIO_DEVICE = "0000:00:09.0"
-VFIO_PROFILES = ("intel", "intel-sm", "amd")
+VFIO_PROFILES = ("intel", "intel-sm", "amd", "arm64-smmuv3")
+# Profiles whose IOMMU has no registers in sysfs (SMMUv3): their hw_info answer (IOMMU_GET_HW_INFO of the
+# e1000e on vfio-pci) and the driver's own view (dmesg, device tree) go to tests/fixtures/hw_info/<profile>.json.
+HW_INFO_PROFILES = ("arm64-smmuv3",)
+HW_INFO_FIXTURES = testbed.REPO / "tests" / "fixtures" / "hw_info"
 
 # Runs in the guest (python3 from the host's Debian: 3.11, stdlib only).
 GUEST_SCRIPT = r'''
@@ -205,6 +209,23 @@ add_class_links("/sys/bus/mdev/devices", 1)
 # ACPI tables (bytes)
 for name in ("DMAR", "IVRS", "IORT"):
     add_any("/sys/firmware/acpi/tables/" + name)
+# device tree (arm64): the top-level node names, their compatible, the GIC's children (the ITS)
+DT = "/sys/firmware/devicetree/base"
+if os.path.isdir(DT):
+    add_dir(DT)
+    for name in sorted(os.listdir(DT)):
+        node = os.path.join(DT, name)
+        if os.path.isdir(node) and not os.path.islink(node):
+            add_dir(node)
+            for prop in ("compatible", "dma-coherent", "msi-map", "msi-parent", "iommu-map"):
+                add_file(os.path.join(node, prop))
+            if name.startswith(("intc", "interrupt-controller")):
+                for child in sorted(os.listdir(node)):
+                    sub = os.path.join(node, child)
+                    if os.path.isdir(sub):
+                        add_dir(sub)
+                        for prop in ("compatible", "msi-controller", "socionext,synquacer-pre-its"):
+                            add_file(os.path.join(sub, prop))
 # built-in modules (existence) and their parameters
 for mod in MODULES:
     d = "/sys/module/" + mod
@@ -300,6 +321,62 @@ def capture(guest, dest: Path, variant: str) -> int:
     return len(members)
 
 
+# Runs in the guest with the collection's module_utils on sys.path: the facts gatherer's own answer for the
+# bound e1000e (the same code iommu.host.iommu_facts runs), the driver's dmesg lines, the device tree.
+HW_INFO_SCRIPT = r'''
+import json, os, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.iommu.host.plugins.module_utils import iommu_facts
+dev = sys.argv[2]
+facts = iommu_facts.gather(selected=[dev])
+hw = facts["devices"][dev]["hw_info"]
+dmesg = subprocess.run(["dmesg"], stdout=subprocess.PIPE, universal_newlines=True).stdout
+lines = [l.split("] ", 1)[-1] for l in dmesg.splitlines() if "arm-smmu-v3" in l or "ITS" in l or "GICv3" in l]
+dt = "/sys/firmware/devicetree/base"
+smmu_nodes = sorted(n for n in os.listdir(dt) if "smmu" in n) if os.path.isdir(dt) else []
+print(json.dumps({
+    "device": dev, "hw_info": {k: hw.get(k) for k in ("source", "type", "type_id", "data_len", "raw", "error")},
+    "dmesg": lines, "devicetree_smmu_nodes": smmu_nodes,
+    # of_dma_is_coherent(): the node or an ancestor has dma-coherent
+    "dma_coherent": {n: os.path.exists(os.path.join(dt, n, "dma-coherent")) or os.path.exists(dt + "/dma-coherent")
+                     for n in smmu_nodes},
+    "interrupt_remapping": facts["kernel"]["interrupt_remapping"],
+    "allow_unsafe_interrupts": facts["kernel"]["allow_unsafe_interrupts"],
+}, indent=2, sort_keys=True))
+'''
+
+
+def capture_hw_info(guest, out_dir: Path) -> Path:
+    """Bind the e1000e to vfio-pci (the caller did), ask IOMMU_GET_HW_INFO through the facts gatherer, write
+    tests/fixtures/hw_info/<profile>.json (with the kernel release and the outer QEMU)."""
+    import json
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(str(testbed.REPO / "plugins" / "module_utils"),
+                arcname="ansible_collections/iommu/host/plugins/module_utils",
+                filter=lambda ti: None if "__pycache__" in ti.name else ti)
+    dest = "/tmp/iommu-host-capture"
+    guest.run("rm -rf {0} && mkdir -p {0} && tar -x -C {0}".format(dest), input=buf.getvalue(), timeout=120,
+              check=True)
+    res = guest.run(["python3", "-c", HW_INFO_SCRIPT, dest, VFIO_DEVICE], timeout=300)
+    if res.rc != 0:
+        raise testbed.TestbedError("%s: hw_info capture failed (rc %d): %s" % (guest.name, res.rc, res.stderr))
+    data = json.loads(res.stdout)
+    data["captured"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    data["profile"] = guest.profile
+    data["kernel_release"] = guest.run("uname -r", check=True).stdout.strip()
+    data["qemu"] = testbed.outer_qemu_release(guest.root) if PROFILES_ARCH.get(guest.profile) == "aarch64" else None
+    data["qemu_command"] = guest.qemu_command
+    data["tool"] = "tests/testbed/capture_fixtures.py (do not edit by hand)"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ("%s.json" % guest.profile)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+PROFILES_ARCH = dict((n, p.arch) for n, p in testbed.PROFILES.items())
+
+
 def capture_profile(guest, out_dir: Path, vfio: bool):
     name = guest.profile
     t0 = time.time()
@@ -313,6 +390,8 @@ def capture_profile(guest, out_dir: Path, vfio: bool):
     try:
         n = capture(guest, out_dir / (name + "-vfio"), "after binding %s to vfio-pci" % VFIO_DEVICE)
         print("%s-vfio: %d entries -> %s.tar.xz" % (name, n, out_dir / (name + "-vfio")))
+        if name in HW_INFO_PROFILES:
+            print("%s: hw_info -> %s" % (name, capture_hw_info(guest, HW_INFO_FIXTURES)))
     finally:
         res = guest.run(UNBIND_VFIO.format(dev=VFIO_DEVICE), timeout=120)
         if res.rc != 0 or "e1000e" not in res.stdout:
@@ -322,7 +401,7 @@ def capture_profile(guest, out_dir: Path, vfio: bool):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    ap.add_argument("profiles", nargs="*", default=list(testbed.PROFILES))
+    ap.add_argument("profiles", nargs="*", default=[n for n, p in testbed.PROFILES.items() if p.default])
     ap.add_argument("--out", default=str(FIXTURES), help="default: %(default)s")
     ap.add_argument("--run-dir", default=str(testbed.DEFAULT_RUN_DIR))
     ap.add_argument("--kernel")

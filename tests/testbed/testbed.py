@@ -25,6 +25,11 @@ Every guest has the same PCI topology, whatever its vIOMMU:
   02:01.0      e1000    conventional PCI NIC \\ behind a PCIe-to-PCI bridge:
   02:02.0      e1000    conventional PCI NIC / one shared IOMMU group
 
+Profile intel-igb adds (its profile's qemu_args; outer QEMU: the root's 11.1):
+
+  00:0b.0  pcie-root-port (with ACS)
+  03:00.0    igb        SR-IOV PF (82576); its VFs at 03:10.0, 03:10.2, ... (one IOMMU group each)
+
 Python API::
 
     import testbed
@@ -46,7 +51,10 @@ default: the newest cached build-root.sh root), TESTBED_QEMU
 (qemu-system-x86_64), TESTBED_OUTER_QEMU (host, the default, or root: the root's
 QEMU 11.1 as the outer VMM, through the root's dynamic loader; opt-in, the suite
 expects the host QEMU's values), TESTBED_BOOT_TIMEOUT (seconds, default 180),
-IOMMU_HOST_CACHE.
+IOMMU_HOST_CACHE. The arm64 guest (profile arm64-smmuv3, not in `all`): TESTBED_KERNEL_ARM64
+(Image; default: the newest build-kernel-arm64.sh build), TESTBED_ROOT_ARM64 (default: the
+newest build-root-arm64.sh root), TESTBED_QEMU_AARCH64 (default: the qemu-system-aarch64 11.1
+build-root-arm64.sh unpacked, run through the x86 root's loader and libraries).
 """
 from __future__ import annotations
 
@@ -74,6 +82,13 @@ REPO = HERE.parent.parent
 GUEST_INIT = HERE / "guest-init.sh"
 BUILD_KERNEL = HERE / "build-kernel.sh"
 BUILD_ROOT = HERE / "build-root.sh"
+# arm64 guests (profile arm64-smmuv3): cross-built kernel, arm64 root, outer qemu-system-aarch64
+BUILD_KERNEL_ARM64 = HERE / "build-kernel-arm64.sh"
+BUILD_ROOT_ARM64 = HERE / "build-root-arm64.sh"
+BUILD_DISK = HERE / "build-disk.sh"
+# UEFI firmware of the disk-sdboot profile (Debian's ovmf; the VARS file is copied per guest)
+OVMF_CODE = os.environ.get("TESTBED_OVMF_CODE", "/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = os.environ.get("TESTBED_OVMF_VARS", "/usr/share/OVMF/OVMF_VARS_4M.fd")
 ROOT_INIT = "/usr/local/sbin/testbed-init"   # in the root; runs guest-init.sh from the state share
 CACHE = Path(os.environ.get("IOMMU_HOST_CACHE", "/var/cache/iommu-host"))
 DEFAULT_RUN_DIR = Path(os.environ.get("TESTBED_RUN_DIR") or "/tmp/iommu-host-testbed")
@@ -83,9 +98,14 @@ QEMU = os.environ.get("TESTBED_QEMU", "qemu-system-x86_64")
 # Opt-in only: the suite's expected values (registers, address widths) are those of the host's QEMU.
 OUTER = os.environ.get("TESTBED_OUTER_QEMU", "host")
 ROOT_LIBDIR = "usr/lib/x86_64-linux-gnu"
+# The arm64 guests' outer VMM: $TESTBED_QEMU_AARCH64 (e.g. the host's qemu-system-aarch64), else
+# qemu-system-aarch64 11.1 that build-root-arm64.sh unpacked beside the arm64 root, run through the
+# x86 root's dynamic loader and libraries (the x86 root installs the same QEMU release).
+QEMU_AARCH64 = os.environ.get("TESTBED_QEMU_AARCH64", "")
 # vIOMMU property names QEMU 11 renamed; the profiles use the older spelling.
 RENAMED_IN_11 = (("x-scalable-mode=", "scalable-mode="),)
 DEFAULT_BOOT_TIMEOUT = float(os.environ.get("TESTBED_BOOT_TIMEOUT") or 180)
+DISK_BOOT_FACTOR = 3       # boot and reboot timeouts of the disk-booted profiles (disk-grub, disk-sdboot)
 MEMORY = "1G"
 CPUS = 1
 PERSIST_SIZE = 1 << 30  # sparse disk image for the overlay's upper layer
@@ -111,6 +131,11 @@ class Profile:
     iommu_args: tuple = ()
     kernel_args: tuple = ()
     qemu_args: tuple = ()
+    outer: str = ""         # "root": always the root's QEMU 11.1 as the outer VMM (devices the host QEMU lacks)
+    disk: str = ""          # "grub" / "systemd-boot": boot the build-disk.sh image through firmware (no -kernel)
+    arch: str = "x86_64"    # "aarch64": the arm64 kernel and root, qemu-system-aarch64 (see ARCH_BUILDS)
+    console: str = "ttyS0"
+    default: bool = True    # booted by a plain @pytest.mark.testbed and by `boot all`
 
 
 PROFILES = {
@@ -128,7 +153,58 @@ PROFILES = {
         "amd", "AMD-Vi without interrupt remapping (iommufd refuses to bind devices: EPERM)",
         iommu_args=("-device", "amd-iommu")),
     "none": Profile("none", "no IOMMU (iommufd selftest mock only)"),
+    # SR-IOV (issue 12): QEMU's igb (82576; the kernel's igb offers 7 VFs; QEMU 8.0+: the root's 11.1 is the outer VMM)
+    # behind its own PCIe root port at 00:0b.0 (bus 3): the PF at 03:00.0, its VFs at 03:10.0, 03:10.2, ...
+    "intel-igb": Profile(
+        "intel-igb", "Intel VT-d (legacy mode) + an SR-IOV NIC (igb) behind a PCIe root port",
+        machine="q35,kernel-irqchip=split",
+        iommu_args=("-device", "intel-iommu,intremap=on,caching-mode=on"),
+        kernel_args=("intel_iommu=on",),
+        qemu_args=("-device", "pcie-root-port,id=rp1,bus=pcie.0,addr=0x0b,chassis=2",
+                   "-netdev", "user,id=sriov0,restrict=on",
+                   "-device", "igb,netdev=sriov0,bus=rp1,addr=0x0"),
+        outer="root"),
+    # Disk-booted guests (issue 12): firmware -> bootloader -> kernel + initramfs from their own disk
+    # (a per-guest qcow2 overlay of build-disk.sh's image at 00:05.0), systemd as init, so that
+    # kernel_args edits what the real tools read and a reboot brings up the new command line.
+    # The images boot with intel_iommu=off (a host before provisioning). Extra: an rtl8139 at 00:0c.0
+    # (8139too is a module: early binding).
+    "disk-grub": Profile(
+        "disk-grub", "Intel VT-d + interrupt remapping; boots its disk through SeaBIOS and GRUB (intel_iommu=off)",
+        machine="q35,kernel-irqchip=split",
+        iommu_args=("-device", "intel-iommu,intremap=on,caching-mode=on"),
+        qemu_args=("-netdev", "user,id=nic9,restrict=on", "-device", "rtl8139,netdev=nic9,addr=0x0c"),
+        disk="grub"),
+    "disk-sdboot": Profile(
+        "disk-sdboot", "Intel VT-d + interrupt remapping; boots its disk through OVMF and systemd-boot "
+                       "(intel_iommu=off)",
+        machine="q35,kernel-irqchip=split",
+        iommu_args=("-device", "intel-iommu,intremap=on,caching-mode=on"),
+        qemu_args=("-netdev", "user,id=nic9,restrict=on", "-device", "rtl8139,netdev=nic9,addr=0x0c"),
+        disk="systemd-boot"),
+    # arm64 (issue 13): QEMU's virt machine with an emulated SMMUv3 in front of its PCIe root complex
+    # (device tree, no ACPI/IORT) and a GICv3 with its ITS (MSI isolation, which iommufd requires),
+    # the same PCI topology as the x86 guests; the cross-built kernel, the arm64 root. Opt-in (not
+    # in `all`): `testbed.py boot arm64-smmuv3`, @pytest.mark.testbed("arm64-smmuv3").
+    "arm64-smmuv3": Profile(
+        "arm64-smmuv3", "arm64 virt machine, emulated SMMUv3 (iommu=smmuv3), GICv3 ITS",
+        machine="virt,iommu=smmuv3,gic-version=3",
+        arch="aarch64", console="ttyAMA0", default=False),
 }
+
+# Where the kernel and root of each non-x86 architecture come from: (kernel env, build script,
+# cached kernels glob, root env, build script, cached roots' marker glob).
+ARCH_BUILDS = {
+    "aarch64": ("TESTBED_KERNEL_ARM64", BUILD_KERNEL_ARM64, "kernel-arm64/*/Image",
+                "TESTBED_ROOT_ARM64", BUILD_ROOT_ARM64, "root-arm64/*/QEMU"),
+}
+# {arch: (kernel, root)} set by the caller (the pytest session builds them on demand).
+ARCH_ARTIFACTS = {}
+
+
+def default_profiles() -> list:
+    """The profiles a plain @pytest.mark.testbed and `boot all` mean (Profile.default)."""
+    return [n for n, p in PROFILES.items() if p.default]
 
 
 def topology_args(port: int, share_dir: Path, persist_img: Path | None, root: Path) -> list:
@@ -237,9 +313,37 @@ def find_root(build: bool = False) -> Path:
     return roots[0]
 
 
-def outer_qemu(root, data_dir) -> tuple:
-    """(argv prefix, extra environment) of the outer QEMU (see OUTER)."""
-    if OUTER != "root":
+def cached_disks() -> list:
+    """Built disk image sets (build-disk.sh) in the cache, newest first."""
+    paths = glob.glob(str(CACHE / "disk" / "*" / "BUILDINFO"))
+    return sorted((Path(p).parent for p in paths), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def find_disks(kernel=None, build: bool = False) -> Path:
+    """The directory with grub.raw and systemd-boot.raw: $TESTBED_DISK_DIR, or build-disk.sh's
+    answer for ``kernel`` (build=True; a cache hit takes a second), or the newest cached build."""
+    env = os.environ.get("TESTBED_DISK_DIR")
+    if env:
+        if not os.path.isdir(env):
+            raise MissingDependency("TESTBED_DISK_DIR=%s is not a directory" % env)
+        return Path(env)
+    if build:
+        argv = ["bash", str(BUILD_DISK)] + (["--kernel", str(kernel)] if kernel else [])
+        # progress (stderr) goes to the caller's stderr: a cold build takes minutes
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines or not os.path.isdir(lines[-1]):
+            raise MissingDependency("build-disk.sh failed (rc %d); see its output above" % proc.returncode)
+        return Path(lines[-1])
+    disks = cached_disks()
+    if not disks:
+        raise MissingDependency("no disk images in %s/disk/*/: run %s (make disk)" % (CACHE, BUILD_DISK))
+    return disks[0]
+
+
+def outer_qemu(root, data_dir, outer=None) -> tuple:
+    """(argv prefix, extra environment) of the outer QEMU (see OUTER; ``outer``: a profile's own choice)."""
+    if (outer or OUTER) != "root":
         return [QEMU], {}
     root, lib = Path(root), Path(root) / ROOT_LIBDIR
     return ([str(lib / "ld-linux-x86-64.so.2"), "--library-path", str(lib),
@@ -262,6 +366,55 @@ def root_data_dir(root, dest: Path) -> Path:
         else:
             os.symlink(path, dest / entry)
     return dest
+
+
+def _run_build(script) -> Path:
+    proc = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines or not os.path.exists(lines[-1]):
+        raise MissingDependency("%s failed (rc %d); see its output above" % (script.name, proc.returncode))
+    return Path(lines[-1])
+
+
+def find_arch_artifacts(arch: str, build: bool = False) -> tuple:
+    """(kernel, root) of a non-x86 architecture: ARCH_ARTIFACTS, else the environment
+    (TESTBED_KERNEL_ARM64, TESTBED_ROOT_ARM64), else the build scripts' answers (build=True;
+    progress on stderr) or the newest cached builds."""
+    if arch in ARCH_ARTIFACTS:
+        return ARCH_ARTIFACTS[arch]
+    kenv, kscript, kglob, renv, rscript, rglob = ARCH_BUILDS[arch]
+    found = []
+    for env, script, pattern, what in ((kenv, kscript, kglob, "kernel"), (renv, rscript, rglob, "root")):
+        if os.environ.get(env):
+            if not os.path.exists(os.environ[env]):
+                raise MissingDependency("%s=%s does not exist" % (env, os.environ[env]))
+            found.append(Path(os.environ[env]))
+        elif build:
+            found.append(_run_build(script))
+        else:
+            paths = sorted(glob.glob(str(CACHE / pattern)), key=os.path.getmtime, reverse=True)
+            if not paths:
+                raise MissingDependency("no %s %s in %s/%s: run %s" % (arch, what, CACHE, pattern, script))
+            found.append(Path(paths[0]) if what == "kernel" else Path(paths[0]).parent / "rootfs")
+    return tuple(found)
+
+
+def outer_qemu_aarch64(root, data_dir) -> tuple:
+    """(argv prefix, extra environment) of the arm64 guests' outer QEMU (see QEMU_AARCH64)."""
+    if QEMU_AARCH64:
+        return [QEMU_AARCH64], {}
+    x86, lib = find_root(), find_root() / ROOT_LIBDIR
+    return ([str(lib / "ld-linux-x86-64.so.2"), "--library-path", str(lib),
+             str(Path(root).parent / "outer-qemu/usr/bin/qemu-system-aarch64"), "-L", str(data_dir)],
+            {"QEMU_MODULE_DIR": str(lib / "qemu")})
+
+
+def outer_qemu_release(root) -> str:
+    """The arm64 outer QEMU's upstream version (build-root-arm64.sh's QEMU file), '' if unknown."""
+    try:
+        return (Path(root).parent / "QEMU").read_text().split()[1]
+    except (OSError, IndexError):
+        return ""
 
 
 def root_problems(root) -> list:
@@ -497,6 +650,33 @@ class Guest:
     def state_file(self) -> Path:
         return self.dir / "guest.json"
 
+    @property
+    def disk_overlay(self) -> Path:      # disk profiles: qcow2 overlay of the cached image
+        return self.dir / "disk.qcow2"
+
+    @property
+    def efi_vars(self) -> Path:          # disk-sdboot: this guest's copy of OVMF_VARS
+        return self.dir / "OVMF_VARS.fd"
+
+    def prepare_disk(self, kind: str):
+        """Disk profiles: the per-guest overlay (kept over restarts) and UEFI variables."""
+        if not shutil.which("qemu-img"):
+            raise MissingDependency("qemu-img not found (scripts/setup-debian.sh disk installs it)")
+        if kind == "systemd-boot":
+            for path in (OVMF_CODE, OVMF_VARS):
+                if not os.path.isfile(path):
+                    raise MissingDependency("%s not found (Debian's ovmf; scripts/setup-debian.sh disk)" % path)
+            if not self.efi_vars.exists():
+                shutil.copyfile(OVMF_VARS, self.efi_vars)
+        if self.disk_overlay.exists():
+            return
+        build = os.environ.get("TESTBED_BUILD_DISK", "1") != "0"
+        base = find_disks(self.kernel, build=build) / ("%s.raw" % kind)
+        if not base.is_file():
+            raise MissingDependency("%s not found (tests/testbed/build-disk.sh builds it)" % base)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "raw",
+                        str(self.disk_overlay)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
     # -- state --------------------------------------------------------------
     def to_json(self) -> dict:
         return {"name": self.name, "profile": self.profile, "dir": str(self.dir),
@@ -554,9 +734,13 @@ class Guest:
             shutil.copy2(script, self.share_dir / script.name)
         (self.share_dir / "guest.env").write_text(
             "TESTBED_NAME=%s\nTESTBED_PROFILE=%s\n" % (shlex.quote(self.name), shlex.quote(self.profile)))
-        if OUTER == "root":
+        if PROFILES[self.profile].arch == "aarch64" and not QEMU_AARCH64:
+            root_data_dir(find_root(), self.dir / "qemu-data")   # the x86 root's QEMU 11.1 data
+        elif (PROFILES[self.profile].outer or OUTER) == "root":
             root_data_dir(self.root or find_root(), self.dir / "qemu-data")
-        if self.persist and not self.persist_img.exists():
+        if PROFILES[self.profile].disk:
+            self.prepare_disk(PROFILES[self.profile].disk)
+        elif self.persist and not self.persist_img.exists():
             tmp = self.persist_img.with_suffix(".tmp")
             with open(tmp, "wb") as f:
                 f.truncate(PERSIST_SIZE)
@@ -568,32 +752,47 @@ class Guest:
 
     def build_argv(self) -> list:
         prof = PROFILES[self.profile]
-        append = ["console=ttyS0", "root=/dev/root", "rootfstype=9p",
+        append = ["console=%s" % prof.console, "root=/dev/root", "rootfstype=9p",
                   "rootflags=trans=virtio,version=9p2000.L,cache=loose,msize=262144",
                   "ro", "init=%s" % ROOT_INIT, "panic=0",
                   # The early IO-APIC timer check can fail on an emulated CPU that the host
                   # is slowing down ("timer doesn't work through Interrupt-remapped IO-APIC",
                   # a panic seen here under TCG); the parameter exists for virtual machines.
                   "no_timer_check"]
+        if prof.arch != "x86_64":
+            append.remove("no_timer_check")   # an x86 parameter
         append += list(prof.kernel_args) + list(self.extra_kernel_args)
         self.append = " ".join(append)
         if self.root is None:
             self.root = find_root()
-        prefix, self.env = outer_qemu(self.root, self.dir / "qemu-data")
+        if prof.arch == "aarch64":
+            prefix, self.env = outer_qemu_aarch64(self.root, self.dir / "qemu-data")
+        else:
+            prefix, self.env = outer_qemu(self.root, self.dir / "qemu-data", prof.outer)
         argv = prefix + ["-name", "testbed-%s,process=testbed-%s" % (self.name, self.name),
                          "-nodefaults", "-no-user-config", "-display", "none",
                          "-machine", prof.machine, "-accel", "tcg", "-cpu", "max",
                          "-m", MEMORY, "-smp", str(CPUS)]
         iommu_args = list(prof.iommu_args)
-        if OUTER == "root":   # the root's QEMU is 11.1
+        if (prof.outer or OUTER) == "root":   # the root's QEMU is 11.1
             for old, new in RENAMED_IN_11:
                 iommu_args = [a.replace(old, new) for a in iommu_args]
         argv += iommu_args
-        argv += ["-kernel", str(self.kernel), "-append", self.append,
-                 "-chardev", "file,id=serial0,path=%s" % self.serial_log, "-serial", "chardev:serial0",
+        if prof.disk:   # firmware and bootloader from the guest's own disk; its command line is its own
+            self.append = ""
+            if prof.disk == "systemd-boot":
+                argv += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=%s" % OVMF_CODE,
+                         "-drive", "if=pflash,format=raw,unit=1,file=%s" % self.efi_vars]
+        else:
+            argv += ["-kernel", str(self.kernel), "-append", self.append]
+        argv += ["-chardev", "file,id=serial0,path=%s" % self.serial_log, "-serial", "chardev:serial0",
                  "-qmp", "unix:%s,server=on,wait=off" % self.qmp_socket,
                  "-pidfile", str(self.dir / "qemu.pid")]
-        argv += topology_args(self.port, self.share_dir, self.persist_img if self.persist else None, self.root)
+        argv += topology_args(self.port, self.share_dir,
+                              self.persist_img if self.persist and not prof.disk else None, self.root)
+        if prof.disk:
+            argv += ["-drive", "file=%s,format=qcow2,if=none,id=disk,cache=unsafe,discard=unmap" % self.disk_overlay,
+                     "-device", "virtio-blk-pci,drive=disk,addr=0x05,iommu_platform=off,bootindex=0"]
         argv += list(prof.qemu_args)
         return argv
 
@@ -643,6 +842,7 @@ class Guest:
 
     def wait_ready(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> "Guest":
         """Wait until SSH answers; on failure kill QEMU and raise BootError with the serial log tail."""
+        timeout = self.scaled(timeout)
         deadline = self.started + timeout
         last_try = 0.0
         last_err = ""
@@ -671,6 +871,10 @@ class Guest:
                 self._fail("SSH on 127.0.0.1:%d did not answer within %ds (last ssh error: %s)"
                            % (self.port, timeout, last_err or "-"))
             time.sleep(1 if ready else 0.5)
+
+    def scaled(self, timeout: float) -> float:
+        """Disk-booted guests go through firmware, a bootloader, an initramfs and systemd: 3x the time."""
+        return timeout * (DISK_BOOT_FACTOR if PROFILES[self.profile].disk else 1)
 
     def _fail(self, why):
         self.kill()
@@ -799,6 +1003,7 @@ class Guest:
         system_reset after a sync. Files written to the guest's root survive.
         """
         before = self.boot_id()
+        timeout = self.scaled(timeout)
         self.started = time.time()
         with open(self.serial_log, "ab") as f:
             f.write(b"\n=== testbed: reboot (%s) ===\n" % (b"reset" if hard else b"guest"))
@@ -910,7 +1115,13 @@ def boot_many(profiles, run_dir=None, kernel=None, timeout: float = DEFAULT_BOOT
             gdir = _guest_dir(run_dir, name)
             if gdir.exists():
                 shutil.rmtree(gdir)
-            g = Guest(name=name, profile=prof, dir=gdir, kernel=kernel, root=root, persist=persist,
+            g_kernel, g_root = kernel, root
+            if PROFILES[prof].arch != "x86_64":   # its own kernel and root (ARCH_BUILDS)
+                g_kernel, g_root = find_arch_artifacts(PROFILES[prof].arch)
+                problems = root_problems(g_root)
+                if problems:
+                    raise MissingDependency("; ".join(problems))
+            g = Guest(name=name, profile=prof, dir=gdir, kernel=g_kernel, root=g_root, persist=persist,
                       owned=owned, extra_kernel_args=tuple(extra_kernel_args))
             g.start()
             started.append(g)
@@ -1050,7 +1261,7 @@ def main(argv=None):
                   " ".join(("-machine", prof.machine) + prof.iommu_args), " ".join(prof.kernel_args) or "-"))
         return 0
     if args.cmd == "boot":
-        names = list(PROFILES) if args.profiles == ["all"] else args.profiles
+        names = default_profiles() if args.profiles == ["all"] else args.profiles
         try:
             kernel = args.kernel or find_kernel(build=args.build_kernel)
             root = args.root or find_root(build=args.build_root)

@@ -470,3 +470,12 @@ def test_size_not_a_multiple_of_the_page_warns(facts):
     x = one(facts, "memory.hugepages", vm(size=GIB + 512 * MIB, hugepages=[{"size": GIB}]))
     assert x["status"] == P.WARN and "1.5 GiB of guest RAM is not a multiple of the 1 GiB page size" in x["message"]
     assert "memory size must be multiple of 1 GiB" in x["message"] and "2 1 GiB pages" in x["message"]
+
+
+def test_empty_node_set_is_not_a_binding(gathered):
+    """Found by hypothesis: host_nodes '' (an empty node set) crashed memory.hugepages (IndexError)."""
+    r = P.evaluate(copy.deepcopy(gathered), ["memory"], [DEV], host="h",
+                   params={"guest_memory": {"size": 1, "host_nodes": "", "hugepages": [{}]}})
+    assert not [x for x in r["findings"] if "Internal error" in x["message"]]
+    huge = [x for x in r["findings"] if x["id"] == "memory.hugepages"][0]
+    assert "names no node" in huge["message"], huge

@@ -248,3 +248,113 @@ def decode_smmuv3(idr, iidr=0, aidr=0, flags=None):
     regs['aidr'] = _reg(aidr if aidr is not None else 0, 32, 'aidr', errors)
     fl = _reg(flags, 32, 'flags', errors, required=False)
     return _smmuv3(regs, fl, errors)
+
+
+# The driver's feature word (struct arm_smmu_device.features), printed by arm_smmu_device_hw_probe() as
+# "oas N-bit (features 0x%08x)": ARM_SMMU_FEAT_* of arm-smmu-v3.h:903-929 (Linux 7.3).
+ARM_SMMU_FEAT = (
+    (0, '2_lvl_strtab'), (1, '2_lvl_cdtab'), (2, 'tt_le'), (3, 'tt_be'), (4, 'pri'), (5, 'ats'), (6, 'sev'),
+    (7, 'msi'), (8, 'coherency'), (9, 'trans_s1'), (10, 'trans_s2'), (11, 'stalls'), (12, 'hyp'),
+    (13, 'stall_force'), (14, 'vax'), (15, 'range_inv'), (16, 'btm'), (17, 'sva'), (18, 'e2h'), (19, 'nesting'),
+    (20, 'attr_types_ovr'), (21, 'ha'), (22, 'hd'), (23, 's2fwb'), (24, 'bbml2'), (25, 'haft'), (26, 'ds'),
+)
+# Bits the ID registers alone do not decide: firmware (coherency; HTTU on ACPI), the CPU (e2h: VHE;
+# sva: CPU features and CONFIG_ARM_SMMU_V3_SVA). btm is never set by Linux 7.3 (only cleared by errata).
+ARM_SMMU_FEAT_NOT_FROM_IDR = ('coherency', 'e2h', 'sva')
+
+
+def kernel_features(idr, iidr=0, coherent=None, firmware='dt', pci_ats=True, pci_pri=True, vhe=False):
+    """The ARM_SMMU_FEAT_* word arm_smmu_device_hw_probe() (arm-smmu-v3.c:5049-5262) derives from IDR0-5 and
+    IIDR, for comparison with the kernel's own "features 0x..." line.
+
+    ``coherent``: the firmware's coherency (DT dma-coherent / IORT COHACC override; None: take IDR0.COHACC);
+    ``firmware``: 'dt' (HTTU from IDR0, arm_smmu_get_httu) or 'acpi' (HTTU from IORT: not predicted);
+    ``pci_ats``/``pci_pri``: CONFIG_PCI_ATS/PRI; ``vhe``: the CPU runs the kernel at EL2 (E2H).
+    SVA is not predicted (CPU features). Returns {bits, hex, names, per-feature booleans, not_predicted}.
+    Raises nothing: odd input gives None.
+    """
+    regs = list(idr) if isinstance(idr, (list, tuple)) else []
+    if len(regs) != 6 or not all(isinstance(v, int) and not isinstance(v, bool) for v in regs):
+        return None
+    idr0, idr1, idr3, idr5 = (regs[0] & 0xffffffff, regs[1] & 0xffffffff, regs[3] & 0xffffffff,
+                              regs[5] & 0xffffffff)
+    f0 = _decode_masks(idr0, _SMMU_IDR0)
+    f1 = _decode_masks(idr1, _SMMU_IDR1)
+    f3 = _decode_masks(idr3, _SMMU_IDR3)
+    f5 = _decode_masks(idr5, _SMMU_IDR5)
+    on = set()
+    if coherent is None:
+        coherent = bool(f0['cohacc'])
+    if coherent:
+        on.add('coherency')
+    if f0['st_lvl'] == 1 and f1['sidsize'] > 8:          # STRTAB_SPLIT = 8: small tables stay linear
+        on.add('2_lvl_strtab')
+    if f0['cd2l']:
+        on.add('2_lvl_cdtab')
+    if f0['ttendian'] == 0:
+        on.update(('tt_le', 'tt_be'))
+    elif f0['ttendian'] == 2:
+        on.add('tt_le')                                  # a little-endian kernel (BE: tt_be)
+    if pci_pri and f0['pri']:
+        on.add('pri')
+    if pci_ats and f0['ats']:
+        on.add('ats')
+    if f0['sev']:
+        on.add('sev')
+    if f0['msi']:
+        on.add('msi')
+    if f0['hyp']:
+        on.add('hyp')
+        if vhe:
+            on.add('e2h')
+    if firmware == 'dt':
+        httu = f0['httu']
+        if httu >= 1:
+            on.add('ha')
+        if httu >= 2:
+            on.add('hd')
+        if httu >= 3:
+            on.add('haft')
+    if f0['stall_model'] == 2:
+        on.add('stall_force')
+    if f0['stall_model'] in (0, 2):
+        on.add('stalls')
+    if f0['s1p']:
+        on.add('trans_s1')
+    if f0['s2p']:
+        on.add('trans_s2')
+    if f1['attr_types_ovr']:
+        on.add('attr_types_ovr')
+    if f3['ril']:
+        on.add('range_inv')
+    if f3['fwb']:
+        on.add('s2fwb')
+    if f3['bbm'] == 2:
+        on.add('bbml2')
+    if f5['ds']:
+        on.add('ds')
+    if f5['vax'] == 1:
+        on.add('vax')
+    if f0['s1p'] and f0['s2p'] and not _smmu_nesting_errata(iidr if isinstance(iidr, int) else None):
+        on.add('nesting')
+    bits = 0
+    out = {}
+    for bit, name in ARM_SMMU_FEAT:
+        out[name] = name in on
+        if name in on:
+            bits |= 1 << bit
+    not_predicted = ['sva'] + ([] if firmware == 'dt' else ['ha', 'hd', 'haft'])
+    return {'bits': bits, 'hex': '0x%08x' % bits, 'names': [n for _b, n in ARM_SMMU_FEAT if n in on],
+            'features': out, 'not_predicted': not_predicted}
+
+
+def kernel_feature_names(word):
+    """The ARM_SMMU_FEAT_* names of a features word as the kernel prints it (int or "0x..."); None if odd."""
+    if isinstance(word, str):
+        try:
+            word = int(word, 16)
+        except ValueError:
+            return None
+    if not isinstance(word, int) or isinstance(word, bool) or word < 0:
+        return None
+    return [name for bit, name in ARM_SMMU_FEAT if word & (1 << bit)]

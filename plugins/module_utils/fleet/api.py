@@ -175,9 +175,21 @@ def vm_inputs(vm, params=None, devices=None):
     if chosen is None:
         problems.append("the VM definition assigns no host device")
         chosen = policy.ALL_VFIO
-    return {"name": vm.get("name") if isinstance(vm.get("name"), str) else None, "profiles": vm["profiles"],
+    profiles = list(vm["profiles"])
+    memory = vm.get("memory")
+    if "memory" in policy.PROFILES and vm_gives_memory(memory):
+        # the memory profile judges the VM's memory (docs/memory.md); a given params.guest_memory wins
+        if "memory" not in profiles:
+            profiles.append("memory")
+        merged.setdefault("guest_memory", memory)
+    return {"name": vm.get("name") if isinstance(vm.get("name"), str) else None, "profiles": profiles,
             "devices": chosen, "params": merged, "problems": problems, "error": None,
             "viommu": (vm.get("viommu") or {}).get("model") if isinstance(vm.get("viommu"), dict) else None}
+
+
+def vm_gives_memory(memory):
+    """True when a VM definition's memory (vm_requirements ``memory``) gives a size or hugepage backing."""
+    return isinstance(memory, dict) and (memory.get("size") is not None or bool(memory.get("hugepages")))
 
 
 def _vm_list(vms):
@@ -265,7 +277,7 @@ def _error_cell(message):
 
 
 def placement(hostvars_like, vms, params=None, devices=None, hosts=None, _gate=None):
-    """The placement matrix of VMs x hosts; see plugins/filter/placement.yml. Never raises.
+    """The placement matrix of VMs x hosts; see plugins/filter/placement.py. Never raises.
 
     Returns {hosts, vms: [{name, viommu, problems, error, pass, warn, fail}], matrix: {vm: {host: cell}},
     cells: [{vm, host, status, first, failed, warnings}], hosts_without_facts, evaluations}, where a cell's
@@ -398,7 +410,7 @@ def _pool_params(model, props):
 
 
 def migration_pool(hostvars_like, hosts=None, models=None, vms=None, params=None):
-    """The strongest vIOMMU configuration every host of a group accepts; see plugins/filter/migration_pool.yml.
+    """The strongest vIOMMU configuration every host of a group accepts; see plugins/filter/migration_pool.py.
 
     Returns {hosts, members, excluded: [{host, reason}], models: {model: {properties: {name: {value,
     possible, parameter, candidates, per_host, limited_by: [{host, value, possible, id, status, device,

@@ -107,11 +107,18 @@ PARAMS = {
     "pasid_exec": {"type": "bool", "default": False, "doc": "The device must have PASID execute permission enabled."},
     "pasid_priv": {"type": "bool", "default": False, "doc": "The device must have PASID privileged mode enabled."},
     "require_ats": {"type": "bool", "default": True, "doc": "The device must be able to use ATS."},
+    "guest_memory": {
+        "type": "memory", "default": None,
+        "doc": "The VM's memory: the memory dict of iommu.host.vm_requirements ({size, hugepages: [{size, "
+               "nodeset}], numa: [{id, size, host_nodes, policy}], host_nodes, policy, locked, hard_limit}); "
+               "sizes in bytes or with a binary unit ('4G'). check(vm=) and placement fill it from the VM "
+               "definition (docs/memory.md)."},
 }
 
 _BASE = ("host.iommu_firmware", "host.iommu_enabled", "host.iommu_not_disabled", "host.default_domain",
          "host.iommufd", "host.vfio_cdev", "host.interrupt_remapping",
-         "device.vfio_driver", "device.not_in_use", "device.group_viable", "device.hw_info")
+         "device.vfio_driver", "device.not_in_use", "device.group_viable", "device.hw_info",
+         "host.acs_override", "device.acs_path")
 
 _SMMU_IDR_CHECKS = ("viommu.smmuv3.stlevel", "viommu.smmuv3.ttendian", "viommu.smmuv3.ttf",
                     "viommu.smmuv3.sidsize", "viommu.smmuv3.ssidsize", "viommu.smmuv3.ril",
@@ -162,6 +169,14 @@ PROFILES = {
         "checks": _BASE + ("viommu.virtio.granule",),
         "params": ("iommufd", "qemu_version", "granule"),
     },
+    "memory": {
+        "description": "passthrough + the VM's memory against the host: hugepage pools per size and NUMA node, "
+                       "guest RAM against available memory (VFIO pins it), devices on the NUMA nodes of the "
+                       "VM's memory (parameter guest_memory). check(vm=) and placement add both when the VM "
+                       "definition gives its memory.",
+        "checks": _BASE + ("memory.hugepages", "memory.size", "memory.numa_locality"),
+        "params": ("iommufd", "guest_memory", "viommu"),
+    },
     "pasid": {
         "description": "passthrough + PASID width and ATS for devices that need them.",
         "checks": _BASE + ("device.pasid", "device.ats"),
@@ -205,6 +220,13 @@ def _coerce(name, value):
         if number is None:
             return None, "%s must be an integer, not %s" % (name, _text(value))
         return number, None
+    if kind == "memory":
+        if value is None or isinstance(value, dict):
+            # a whole iommu.host.vm_requirements result carries the memory under "memory"
+            if isinstance(value, dict) and isinstance(value.get("memory"), dict) and "profiles" in value:
+                value = value["memory"]
+            return value, None
+        return None, "%s must be the memory dict of iommu.host.vm_requirements, not %s" % (name, _text(value))
     if kind == "version":
         if parse_qemu_version(value) is None:
             return None, "%s must be a QEMU release like '11.1' or '10.0.13', not %s" % (name, _text(value))

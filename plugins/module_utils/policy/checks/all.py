@@ -15,6 +15,8 @@ intel.py      viommu.intel.*  (QEMU intel-iommu)
 smmuv3.py     viommu.smmuv3.* (QEMU arm-smmuv3,accel=on)
 amd.py        viommu.amd.*    (QEMU amd-iommu)
 virtio.py     viommu.virtio.* (QEMU virtio-iommu-pci)
+memory.py     memory.*        (guest RAM, hugepages, NUMA placement)
+acs.py        host.acs_override, device.acs_path (ACS isolation; informational for QEMU)
 pasid.py      device.pasid, device.ats
 """
 
@@ -28,12 +30,14 @@ from ansible_collections.iommu.host.plugins.module_utils.policy.checks import in
 from ansible_collections.iommu.host.plugins.module_utils.policy.checks import smmuv3
 from ansible_collections.iommu.host.plugins.module_utils.policy.checks import amd
 from ansible_collections.iommu.host.plugins.module_utils.policy.checks import virtio
+from ansible_collections.iommu.host.plugins.module_utils.policy.checks import memory
+from ansible_collections.iommu.host.plugins.module_utils.policy.checks import acs
 from ansible_collections.iommu.host.plugins.module_utils.policy.checks import pasid
 from ansible_collections.iommu.host.plugins.module_utils.policy.registry import CHECKS, _ORDER
 
 __metaclass__ = type
 
-FAMILIES = (host, device, migration, intel, smmuv3, amd, virtio, pasid)
+FAMILIES = (host, device, migration, intel, smmuv3, amd, virtio, memory, acs, pasid)
 
 
 def _family_order():

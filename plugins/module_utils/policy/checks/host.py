@@ -281,6 +281,7 @@ def _host_vfio_cdev(ctx, params):
 def _host_interrupt_remapping(ctx, params):
     ir = ctx.kernel.get("interrupt_remapping")
     ev = {"kernel.interrupt_remapping.enabled": _get(ir, "enabled"),
+          "kernel.interrupt_remapping.mechanism": _get(ir, "mechanism"),
           "kernel.interrupt_remapping.evidence": _list(_get(ir, "evidence"))[:6],
           "kernel.allow_unsafe_interrupts": ctx.kernel.get("allow_unsafe_interrupts"),
           "cmdline.effects.intremap_off": ctx.effects.get("intremap_off")}
@@ -303,13 +304,30 @@ def _host_interrupt_remapping(ctx, params):
         return _r(FAIL, "The kernel command line turns interrupt remapping off (intremap=off/nointremap): "
                         "MSIs are not isolated, so %s." % qemu, ev, source, remedy)
     enabled = ir.get("enabled")
+    evidence = ", ".join(str(e) for e in _list(ir.get("evidence"))[:3])
+    arm = ir.get("mechanism") == "gicv3_its" or any(
+        str(e).startswith(("ITS-", "GICv2m-", "MBI-")) for e in _list(ir.get("evidence")))
+    if arm:
+        remedy = ("Use a GICv3/v4 with an ITS for the PCI MSIs (DT msi-map/msi-parent or IORT ITS group; in a QEMU "
+                  "guest -machine virt,gic-version=3), not GICv2m or MBI frames, which cannot tell devices apart. "
+                  "Last resort, unsafe: iommufd.allow_unsafe_interrupts=1.")
+    if enabled is True and ir.get("mechanism") == "gicv3_its":
+        return _r(PASS, "MSIs are isolated by the GIC ITS (%s): the ITS MSI domain is IRQ_DOMAIN_FLAG_ISOLATED_MSI, "
+                        "which iommufd requires (an SMMU itself remaps no interrupts)." % evidence, ev, source)
     if enabled is True:
-        return _r(PASS, "Interrupts are remapped/isolated (%s)." % ", ".join(
-            str(e) for e in _list(ir.get("evidence"))[:3]), ev, source)
+        return _r(PASS, "Interrupts are remapped/isolated (%s)." % evidence, ev, source)
     unsafe = ctx.kernel.get("allow_unsafe_interrupts") is True or ctx.effects.get("allow_unsafe_interrupts") is True
     if enabled is False and unsafe and params.get("iommufd", True):
         return _r(WARN, "Interrupts are not remapped, but iommufd.allow_unsafe_interrupts=1 lets devices in "
                         "without MSI isolation: a guest can forge interrupts to the host.", ev, source, remedy)
+    if enabled is False and ir.get("mechanism") == "gicv3_its":
+        return _r(FAIL, "The GIC ITS sits behind a Socionext pre-ITS (%s), which breaks MSI isolation (the kernel "
+                        "clears IRQ_DOMAIN_FLAG_ISOLATED_MSI), so %s." % (
+                            ", ".join(str(n) for n in _list(ir.get("pre_its"))) or "socionext,synquacer-pre-its", qemu),
+                  ev, source, remedy)
+    if enabled is False and arm:
+        return _r(FAIL, "MSIs are not isolated: /proc/interrupts shows %s, MSI frames without an ITS that cannot tell "
+                        "devices apart, so %s." % (evidence, qemu), ev, source, remedy)
     if enabled is False:
         return _r(FAIL, "Interrupt remapping is off: MSIs are not isolated (/proc/interrupts shows %s, not "
                         "IR-* chips), so %s." % (", ".join(str(e) for e in _list(ir.get("evidence"))[:3])

@@ -161,6 +161,9 @@ def vm_memory(raw):
         out = node_set(value)
         if value is not None and out is None:
             problems.append("%s %s=%r is not a node set" % (where, key, value))
+        elif out is not None and not out:
+            problems.append("%s %s=%r names no node; taken as not bound" % (where, key, value))
+            out = None
         return out
 
     mem = {"size": sized("size", raw.get("size"), "memory"),

@@ -191,11 +191,14 @@ for _args in (("viommu.smmuv3.stlevel", "idr0", "st_lvl", "Host SMMUv3 2-level s
 del _args
 
 
-@_check("viommu.smmuv3.nesting", "device", "Host SMMUv3 can nest (stage 1 + stage 2)",
-        "devices.<a>.hw_info.vendor.idr0.{s1p,s2p}, devices.<a>.hw_info.vendor.derived.nesting",
+@_check("viommu.smmuv3.nesting", "device", "Host SMMUv3 can nest (stage 1 + stage 2) and hold a vSMMU",
+        "devices.<a>.hw_info.vendor.idr0.{s1p,s2p}, devices.<a>.hw_info.vendor.idr3.fwb, "
+        "devices.<a>.hw_info.vendor.derived.nesting, firmware.acpi.iort.present",
         "kernel drivers/iommu/arm/arm-smmu-v3: ARM_SMMU_FEAT_NESTING = S1P && S2P (arm-smmu-v3.c:5255-5257, minus "
-        "errata); QEMU does not check it: smmuv3_accel_get_viommu_flags() comment \"the nesting parent allocation "
-        "will fail anyway in VFIO core\"", mdev=_MDEV_VIOMMU)
+        "errata); a vSMMU (IOMMU_VIOMMU_ALLOC) also needs S2FWB or a CANWBS root complex in the IORT "
+        "(arm_smmu_get_viommu_size, arm-smmu-v3-iommufd.c:533-567); QEMU does not check it: "
+        "smmuv3_accel_get_viommu_flags() comment \"the nesting parent allocation will fail anyway in VFIO core\"",
+        mdev=_MDEV_VIOMMU)
 def _smmu_nesting(ctx, addr, dev, params):
     vendor = _smmu_hw(ctx, addr)
     if vendor is None:
@@ -220,6 +223,23 @@ def _smmu_nesting(ctx, addr, dev, params):
         return _r(FAIL, "The host SMMUv3 has S1P and S2P, but the kernel disables nesting on it (%s); the "
                         "nesting-parent allocation fails: %s." % (_get(nesting, "basis"), qemu), ev, source,
                   "Use an SMMUv3 without the nesting errata.")
+    fwb = _get(vendor, "idr3", "fwb")
+    iort = _get(ctx.firmware, "acpi", "iort", "present")
+    ev[_dev_path(addr, "hw_info", "vendor", "idr3", "fwb")] = fwb
+    ev["firmware.acpi.iort.present"] = iort
+    why = ("the kernel allocates a vSMMU (IOMMU_VIOMMU_ALLOC) only when the SMMU has S2FWB or the device's root "
+           "complex is CANWBS in the IORT (VFIO does no cache maintenance; arm_smmu_get_viommu_size, "
+           "arm-smmu-v3-iommufd.c:533-567), otherwise the allocation fails with EOPNOTSUPP")
+    if fwb is False and iort is not True:
+        return _r(FAIL, "The host SMMUv3 can nest (S1P, S2P) but has no stage-2 forced write-back (IDR3.FWB clear) "
+                        "and the device tree has no CANWBS attribute (only an IORT does): %s, so "
+                        "arm-smmuv3,accel=on cannot create its vSMMU." % why, ev, source,
+                  "accel=on needs a host SMMUv3 with S2FWB (SMMUv3.2+) or an ACPI host whose IORT marks the root "
+                  "complex CANWBS.")
+    if fwb is False:
+        return _r(WARN, "The host SMMUv3 can nest (S1P, S2P) but has no S2FWB (IDR3.FWB clear): %s; whether the "
+                        "IORT marks %s's root complex CANWBS is not in the facts." % (why, addr), ev, source,
+                  "Check the IORT root complex memory access flags (CANWBS) of the device's root complex.")
     return _r(PASS, "The host SMMUv3 has both translation stages (S1P, S2P): it can be a nesting parent.", ev, source)
 
 
