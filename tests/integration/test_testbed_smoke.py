@@ -10,9 +10,10 @@ import os
 
 import pytest
 
-pytestmark = pytest.mark.testbed  # all profiles, booted in parallel once per session
-
 PROFILES = ("intel", "intel-sm", "amd", "none")
+# the 9p-root guests, booted in parallel once per session (the disk-booted, igb and arm64 guests have tests
+# of their own)
+pytestmark = pytest.mark.testbed(*PROFILES)
 IOMMU_PROFILES = ("intel", "intel-sm", "amd")
 
 # What each profile's vIOMMU reports in sysfs (registers as the kernel prints them).
