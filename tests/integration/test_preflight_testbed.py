@@ -124,7 +124,7 @@ def test_shared_group_names_the_other_member(testbed, ansible_playbook):
     assert SHARED[1] in group["message"] and "e1000" in group["message"]
 
 
-@pytest.mark.testbed
+@pytest.mark.testbed("intel", "intel-sm", "amd", "none")  # the 9p-root guests
 def test_one_run_gates_each_host(testbed, ansible_playbook):
     for name in ("intel", "intel-sm", "amd"):
         bind_vfio(testbed[name])
