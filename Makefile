@@ -18,7 +18,7 @@ VERSION := $(shell sed -n 's/^version: *//p' $(REPO)/galaxy.yml)
 # Each lint step prints its wall time.
 TIMED = /usr/bin/env TIMEFORMAT='[time] %R s' bash -c 'time "$$@"' timed
 
-.PHONY: help venv collection demo facts test test-unit test-browser test-sanity test-lint test-package test-compat stage dist changelog test-bed test-bed-all kernel root disk kernel-arm64 root-arm64 testbed-deps fixtures bench clean
+.PHONY: help venv collection demo facts test test-setup test-checks test-unit test-browser test-sanity test-lint test-package test-compat stage dist changelog test-bed test-bed-all kernel root disk kernel-arm64 root-arm64 testbed-deps fixtures bench clean
 
 help:
 	@echo "make demo        preflight gate against localhost (sets everything up)"
@@ -54,7 +54,20 @@ demo: venv collection
 facts: venv collection
 	$(VENV)/bin/ansible-playbook -i localhost, -c local -e ansible_python_interpreter=$(PY) playbooks/facts.yml
 
-test: test-unit test-browser test-lint test-package test-compat test-sanity test-bed
+# Everything, in two phases: the checks that need no guest two at a time (2 cores; make -j2, each target's
+# output printed when it ends), then the test bed (two pytest-xdist workers). Every Debian package is
+# installed first, in one apt run, so the parallel targets never contend for the dpkg lock.
+test: test-setup
+	@echo "== unit, browser, lint, package, compat (ansible-core 2.16) and sanity, two at a time (make -j2 -Otarget):"
+	@echo "   each target's output appears when it ends"
+	@$(MAKE) --no-print-directory -j2 -Otarget test-checks
+	@$(MAKE) --no-print-directory test-bed
+
+test-setup: venv collection
+	@$(REPO)/scripts/setup-debian.sh all
+
+# the longest first, so the two slots end together
+test-checks: test-sanity test-compat test-unit test-browser test-lint test-package
 
 test-unit: venv collection
 	$(PYTEST) tests/unit -q -p no:cacheprovider
@@ -129,16 +142,30 @@ root-arm64: testbed-deps
 disk: testbed-deps
 	@$(REPO)/tests/testbed/build-disk.sh
 
-# `make test` (and so .ci/run) runs the test bed within CI's time: every x86 guest, SR-IOV, the provision
-# role's reboot path through GRUB (BOOTLOADER_PROFILES) and early binding on it. `make test-bed-all` adds the
-# systemd-boot guest and the arm64 guest (each marker also runs alone: pytest tests -m bootloader / arm64).
+# The real-kernel test bed: every guest (x86 9p-root guests with the oracle QEMUs, SR-IOV, the provision
+# role's reboot path through GRUB and early binding on it, the arm64 SMMUv3 guest). Everything the guests
+# boot is built here first, or found in the cache by its inputs (each script prints progress), and handed to
+# pytest by path, so pytest-xdist's workers never race to a build script. TESTBED_WORKERS guests' worth of
+# work runs at once (--dist loadfile: a test file stays on one worker, with its own guests).
+# `make test-bed-all` adds the systemd-boot guest (BOOTLOADER_PROFILES); each marker also runs alone:
+# pytest tests -m bootloader / sriov / arm64 / oracle.
 BOOTLOADER_PROFILES ?= disk-grub
-TESTBED_SELECT ?= testbed and not arm64
-test-bed: testbed-deps collection root disk
-	IOMMU_HOST_BOOTLOADER_PROFILES=$(BOOTLOADER_PROFILES) $(PYTEST) tests/integration -m "$(TESTBED_SELECT)" -p no:cacheprovider
+TESTBED_SELECT ?= testbed
+TESTBED_WORKERS ?= 2
+test-bed: venv testbed-deps collection
+	@set -euo pipefail; \
+	  k=$$($(REPO)/tests/testbed/build-kernel.sh | tail -n 1); \
+	  r=$$($(REPO)/tests/testbed/build-root.sh | tail -n 1); \
+	  d=$$($(REPO)/tests/testbed/build-disk.sh --kernel "$$k" | tail -n 1); \
+	  ka=$$($(REPO)/tests/testbed/build-kernel-arm64.sh | tail -n 1); \
+	  ra=$$($(REPO)/tests/testbed/build-root-arm64.sh | tail -n 1); \
+	  echo "[test-bed] kernel $$k, root $$r, disks $$d, arm64 kernel $$ka, arm64 root $$ra"; \
+	  export TESTBED_KERNEL=$$k TESTBED_ROOT=$$r TESTBED_DISK_DIR=$$d TESTBED_KERNEL_ARM64=$$ka TESTBED_ROOT_ARM64=$$ra; \
+	  set -x; IOMMU_HOST_BOOTLOADER_PROFILES=$(BOOTLOADER_PROFILES) $(PYTEST) tests/integration -m "$(TESTBED_SELECT)" \
+	    -n $(TESTBED_WORKERS) --dist loadfile --no-loadscope-reorder -p no:cacheprovider
 
-test-bed-all: testbed-deps collection root disk kernel-arm64 root-arm64
-	$(PYTEST) tests/integration -m testbed -p no:cacheprovider
+test-bed-all:
+	$(MAKE) test-bed BOOTLOADER_PROFILES=disk-grub,disk-sdboot
 
 fixtures: testbed-deps collection root
 	$(PY) tests/testbed/capture_fixtures.py

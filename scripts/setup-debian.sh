@@ -8,6 +8,7 @@
 #   setup-debian.sh testbed  + QEMU, the SSH client and debootstrap for the real-kernel test bed
 #   setup-debian.sh browser  + Debian's chromium for the fleet report's browser tests (Playwright drives it)
 #   setup-debian.sh disk     + what build-disk.sh needs (sfdisk, mtools, dosfstools, qemu-img, OVMF)
+#   setup-debian.sh all      all of the above (make test: one apt run before the targets run in parallel)
 # Never upgrades the base system: backports are added with their default
 # (NotAutomatic) priority and only named packages are installed from them.
 set -euo pipefail
@@ -106,5 +107,7 @@ case "$want" in
   disk) setup_disk ;;
   browser) setup_browser ;;
   testbed) setup_kernel; setup_testbed; setup_root; setup_disk ;;
-  *) echo "usage: $0 [venv|sanity|kernel|kernel-arm64|root|testbed|disk|browser]" >&2; exit 2 ;;
+  all) setup_kernel; need_debs gcc-aarch64-linux-gnu; setup_testbed; setup_root; setup_disk; setup_sanity
+       setup_browser ;;
+  *) echo "usage: $0 [venv|sanity|kernel|kernel-arm64|root|testbed|disk|browser|all]" >&2; exit 2 ;;
 esac

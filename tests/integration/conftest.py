@@ -191,15 +191,17 @@ def testbed(request, testbed_kernel, testbed_root):
     wanted = []
     for item in request.session.items:
         for n in marker_profiles(item):
-            # disk-booted guests (build-disk.sh) are booted when a test asks for them, not with the batch
-            if n not in wanted and not tb.PROFILES[n].disk:
+            # the batch: the 9p-root guests (Profile.default); the disk-booted, SR-IOV and arm64 guests
+            # boot alone when a test asks for them (under pytest-xdist each worker boots its own)
+            if n not in wanted and tb.PROFILES[n].default:
                 wanted.append(n)
     # Other architectures' kernel and root (arm64: build-kernel-arm64.sh, build-root-arm64.sh), built or
     # found in the cache once, when a collected test asks for such a guest; if that fails, only those
     # tests are unavailable.
     arch_unavailable = {}
     build = os.environ.get("TESTBED_BUILD_KERNEL", "1") != "0"
-    for arch in sorted(set(tb.PROFILES[n].arch for n in wanted) - {"x86_64"}):
+    for arch in sorted(set(tb.PROFILES[n].arch for item in request.session.items
+                           for n in marker_profiles(item)) - {"x86_64"}):
         try:
             tb.ARCH_ARTIFACTS[arch] = tb.find_arch_artifacts(arch, build=build)
             problems = tb.root_problems(tb.ARCH_ARTIFACTS[arch][1])
@@ -207,7 +209,6 @@ def testbed(request, testbed_kernel, testbed_root):
                 raise tb.MissingDependency("; ".join(problems))
         except tb.MissingDependency as e:
             arch_unavailable[arch] = "%s guests: %s" % (arch, e)
-    wanted = [n for n in wanted if tb.PROFILES[n].arch not in arch_unavailable]
     base = tb.DEFAULT_RUN_DIR
     base.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="pytest-", dir=base))
@@ -360,6 +361,15 @@ def restore_drivers():
     guestops.restore_bound()
 
 
+# Files whose tests boot guests of their own and reboot them (minutes each) run first, so that
+# pytest-xdist's workers (make test-bed: -n 2 --dist loadfile --no-loadscope-reorder) start on them and
+# finish together; the rest keeps its order.
+LONG_FIRST = ("test_early_binding_testbed.py", "test_bootloader_testbed.py", "test_sriov_testbed.py",
+              "test_arm64_testbed.py")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:  # validate profile names early
         marker_profiles(item)
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))

@@ -135,7 +135,9 @@ class Profile:
     disk: str = ""          # "grub" / "systemd-boot": boot the build-disk.sh image through firmware (no -kernel)
     arch: str = "x86_64"    # "aarch64": the arm64 kernel and root, qemu-system-aarch64 (see ARCH_BUILDS)
     console: str = "ttyS0"
-    default: bool = True    # booted by a plain @pytest.mark.testbed and by `boot all`
+    # default: booted by a plain @pytest.mark.testbed and by `boot all`; the others (disk, SR-IOV and arm64
+    # guests) only when a test names them, alone, not with the batch
+    default: bool = True
 
 
 PROFILES = {
@@ -163,7 +165,7 @@ PROFILES = {
         qemu_args=("-device", "pcie-root-port,id=rp1,bus=pcie.0,addr=0x0b,chassis=2",
                    "-netdev", "user,id=sriov0,restrict=on",
                    "-device", "igb,netdev=sriov0,bus=rp1,addr=0x0"),
-        outer="root"),
+        outer="root", default=False),
     # Disk-booted guests (issue 12): firmware -> bootloader -> kernel + initramfs from their own disk
     # (a per-guest qcow2 overlay of build-disk.sh's image at 00:05.0), systemd as init, so that
     # kernel_args edits what the real tools read and a reboot brings up the new command line.
@@ -174,14 +176,14 @@ PROFILES = {
         machine="q35,kernel-irqchip=split",
         iommu_args=("-device", "intel-iommu,intremap=on,caching-mode=on"),
         qemu_args=("-netdev", "user,id=nic9,restrict=on", "-device", "rtl8139,netdev=nic9,addr=0x0c"),
-        disk="grub"),
+        disk="grub", default=False),
     "disk-sdboot": Profile(
         "disk-sdboot", "Intel VT-d + interrupt remapping; boots its disk through OVMF and systemd-boot "
                        "(intel_iommu=off)",
         machine="q35,kernel-irqchip=split",
         iommu_args=("-device", "intel-iommu,intremap=on,caching-mode=on"),
         qemu_args=("-netdev", "user,id=nic9,restrict=on", "-device", "rtl8139,netdev=nic9,addr=0x0c"),
-        disk="systemd-boot"),
+        disk="systemd-boot", default=False),
     # arm64 (issue 13): QEMU's virt machine with an emulated SMMUv3 in front of its PCIe root complex
     # (device tree, no ACPI/IORT) and a GICv3 with its ITS (MSI isolation, which iommufd requires),
     # the same PCI topology as the x86 guests; the cross-built kernel, the arm64 root. Opt-in (not

@@ -263,6 +263,32 @@ ARM_SMMU_FEAT = (
 ARM_SMMU_FEAT_NOT_FROM_IDR = ('coherency', 'e2h', 'sva')
 
 
+# arm_smmu_device_hw_probe(): (IDR register, field, condition, ARM_SMMU_FEAT_* name). The condition is
+# "non-zero" (True) or a tuple of the field values that set the feature. pri, ats and e2h also depend
+# on the kernel (kernel_features' pci_pri, pci_ats, vhe).
+_FEATURE_RULES = (
+    (0, 'cd2l', True, '2_lvl_cdtab'),
+    (0, 'ttendian', (0, 2), 'tt_le'),                    # mixed or little endian; a little-endian kernel
+    (0, 'ttendian', (0,), 'tt_be'),
+    (0, 'pri', True, 'pri'),
+    (0, 'ats', True, 'ats'),
+    (0, 'sev', True, 'sev'),
+    (0, 'msi', True, 'msi'),
+    (0, 'hyp', True, 'hyp'),
+    (0, 'hyp', True, 'e2h'),                             # with a VHE kernel
+    (0, 'stall_model', (2,), 'stall_force'),
+    (0, 'stall_model', (0, 2), 'stalls'),
+    (0, 's1p', True, 'trans_s1'),
+    (0, 's2p', True, 'trans_s2'),
+    (1, 'attr_types_ovr', True, 'attr_types_ovr'),
+    (3, 'ril', True, 'range_inv'),
+    (3, 'fwb', True, 's2fwb'),
+    (3, 'bbm', (2,), 'bbml2'),
+    (5, 'ds', True, 'ds'),
+    (5, 'vax', (1,), 'vax'),
+)
+
+
 def kernel_features(idr, iidr=0, coherent=None, firmware='dt', pci_ats=True, pci_pri=True, vhe=False):
     """The ARM_SMMU_FEAT_* word arm_smmu_device_hw_probe() (arm-smmu-v3.c:5049-5262) derives from IDR0-5 and
     IIDR, for comparison with the kernel's own "features 0x..." line.
@@ -278,63 +304,21 @@ def kernel_features(idr, iidr=0, coherent=None, firmware='dt', pci_ats=True, pci
         return None
     idr0, idr1, idr3, idr5 = (regs[0] & 0xffffffff, regs[1] & 0xffffffff, regs[3] & 0xffffffff,
                               regs[5] & 0xffffffff)
-    f0 = _decode_masks(idr0, _SMMU_IDR0)
-    f1 = _decode_masks(idr1, _SMMU_IDR1)
-    f3 = _decode_masks(idr3, _SMMU_IDR3)
-    f5 = _decode_masks(idr5, _SMMU_IDR5)
-    on = set()
+    f = {0: _decode_masks(idr0, _SMMU_IDR0), 1: _decode_masks(idr1, _SMMU_IDR1),
+         3: _decode_masks(idr3, _SMMU_IDR3), 5: _decode_masks(idr5, _SMMU_IDR5)}
+    f0 = f[0]
+    enabled = {'pri': pci_pri, 'ats': pci_ats, 'e2h': vhe}
+    on = set(feat for reg, field, value, feat in _FEATURE_RULES
+             if enabled.get(feat, True) and (f[reg][field] in value if isinstance(value, tuple)
+                                             else bool(f[reg][field])))
     if coherent is None:
         coherent = bool(f0['cohacc'])
     if coherent:
         on.add('coherency')
-    if f0['st_lvl'] == 1 and f1['sidsize'] > 8:          # STRTAB_SPLIT = 8: small tables stay linear
+    if f0['st_lvl'] == 1 and f[1]['sidsize'] > 8:        # STRTAB_SPLIT = 8: small tables stay linear
         on.add('2_lvl_strtab')
-    if f0['cd2l']:
-        on.add('2_lvl_cdtab')
-    if f0['ttendian'] == 0:
-        on.update(('tt_le', 'tt_be'))
-    elif f0['ttendian'] == 2:
-        on.add('tt_le')                                  # a little-endian kernel (BE: tt_be)
-    if pci_pri and f0['pri']:
-        on.add('pri')
-    if pci_ats and f0['ats']:
-        on.add('ats')
-    if f0['sev']:
-        on.add('sev')
-    if f0['msi']:
-        on.add('msi')
-    if f0['hyp']:
-        on.add('hyp')
-        if vhe:
-            on.add('e2h')
-    if firmware == 'dt':
-        httu = f0['httu']
-        if httu >= 1:
-            on.add('ha')
-        if httu >= 2:
-            on.add('hd')
-        if httu >= 3:
-            on.add('haft')
-    if f0['stall_model'] == 2:
-        on.add('stall_force')
-    if f0['stall_model'] in (0, 2):
-        on.add('stalls')
-    if f0['s1p']:
-        on.add('trans_s1')
-    if f0['s2p']:
-        on.add('trans_s2')
-    if f1['attr_types_ovr']:
-        on.add('attr_types_ovr')
-    if f3['ril']:
-        on.add('range_inv')
-    if f3['fwb']:
-        on.add('s2fwb')
-    if f3['bbm'] == 2:
-        on.add('bbml2')
-    if f5['ds']:
-        on.add('ds')
-    if f5['vax'] == 1:
-        on.add('vax')
+    if firmware == 'dt':                                 # HTTU from IDR0 (arm_smmu_get_httu)
+        on.update(name for level, name in ((1, 'ha'), (2, 'hd'), (3, 'haft')) if f0['httu'] >= level)
     if f0['s1p'] and f0['s2p'] and not _smmu_nesting_errata(iidr if isinstance(iidr, int) else None):
         on.add('nesting')
     bits = 0

@@ -18,6 +18,8 @@ from __future__ import absolute_import, division, print_function
 import json
 import re
 
+from ansible_collections.iommu.host.plugins.module_utils import nodeset
+
 __metaclass__ = type
 
 #: Largest input accepted (characters of XML or of a command line, or argv words in total).
@@ -25,7 +27,7 @@ MAX_INPUT_CHARS = 4 * 1024 * 1024
 #: Largest number of argv words accepted.
 MAX_WORDS = 100000
 #: Largest NUMA node or CPU number read from a node/CPU set.
-MAX_NODE = 65535
+MAX_NODE = nodeset.MAX_NODE
 
 #: QEMU device name of each vIOMMU model -> the gate profile that judges it.
 VIOMMU_PROFILES = {
@@ -70,8 +72,12 @@ NO_HOST_REQUIREMENT = {
     "amd-iommu": frozenset(("intremap",)),
 }
 
-#: vfio-pci properties the gate uses (underscore spelling = gate parameter).
-VFIO_GATE_PROPERTIES = ("enable-migration", "x-device-dirty-page-tracking")
+#: vfio-pci properties the gate uses (underscore spelling = gate parameter, unless VFIO_PARAM_NAMES renames it).
+VFIO_GATE_PROPERTIES = ("enable-migration", "x-device-dirty-page-tracking", "ats")
+
+#: vfio-pci properties whose gate parameter has another name: vfio-pci's ats (QEMU 11.1+) is vfio_ats, since
+#: ats is arm-smmuv3's.
+VFIO_PARAM_NAMES = {"ats": "vfio_ats"}
 
 _TRUE = ("on", "yes", "true", "y")
 _FALSE = ("off", "no", "false", "n")
@@ -233,57 +239,12 @@ def mdev_uuid(value):
 
 def parse_nodeset(value):
     """Set of ints from a libvirt/QEMU node or CPU set: ``0-3,^2,5``; None when unreadable."""
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return {value}
-    if isinstance(value, (list, tuple)):
-        out = set()
-        for item in value:
-            sub = parse_nodeset(item)
-            if sub is None:
-                return None
-            out |= sub
-        return out
-    if not isinstance(value, str):
-        return None
-    include, exclude = set(), set()
-    if len(value) > 4096:
-        return None
-    for part in value.replace(" ", "").split(","):
-        if not part:
-            continue
-        target = include
-        if part.startswith("^"):
-            target, part = exclude, part[1:]
-        m = re.match(r"^([0-9]{1,7})(?:-([0-9]{1,7}))?$", part)
-        if not m:
-            return None
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) is not None else lo
-        if hi < lo or hi > MAX_NODE:
-            return None
-        target.update(range(lo, hi + 1))
-        if len(target) > MAX_NODE:
-            return None
-    return include - exclude
+    return nodeset.parse(value)
 
 
 def format_nodeset(nodes):
     """``0-3,5`` from a set of ints (None stays None)."""
-    if nodes is None:
-        return None
-    out, run = [], []
-    for n in sorted(nodes):
-        if run and n == run[-1] + 1:
-            run.append(n)
-            continue
-        if run:
-            out.append("%d-%d" % (run[0], run[-1]) if len(run) > 1 else "%d" % run[0])
-        run = [n]
-    if run:
-        out.append("%d-%d" % (run[0], run[-1]) if len(run) > 1 else "%d" % run[0])
-    return ",".join(out)
+    return None if nodes is None else nodeset.text(nodes)
 
 
 def machine_version(machine):
@@ -451,7 +412,7 @@ def finish(defn):
             if prop in vfio_seen:
                 continue
             vfio_seen[prop] = (value, label)
-            name = _gate_name(prop)
+            name = VFIO_PARAM_NAMES.get(prop) or _gate_name(prop)
             if name in known:
                 params[name] = value
             else:

@@ -100,7 +100,8 @@ def _device_not_in_use(ctx, addr, dev, params):
         qemu = ("vfio %s: error bind device fd=N to iommufd=M: Invalid argument" % addr if params.get("iommufd", True)
                 else "vfio %s: Could not open '/dev/vfio/%s': Device or resource busy" % (addr, dev.get("iommu_group")))
         return _r(FAIL, "In use by %s: a VM or process holds its VFIO device node; QEMU cannot bind it "
-                        "(\"%s\")." % (", ".join(str(u) for u in (bound or users)), qemu),
+                        "(\"%s\")." % (", ".join(str(u) for u in (bound if isinstance(bound, list) and bound
+                                                              else users)), qemu),
                   ev, source, "Stop the VM or process using it (or assign another device), then run the "
                               "preflight again.")
     return _r(PASS, "No process holds its VFIO device or group node.", ev, source)
@@ -197,3 +198,68 @@ def _device_hw_info(ctx, addr, dev, params):
             str(m) for m in _list(consistent.get("mismatches"))), ev, "iommufd: IOMMU_GET_HW_INFO",
             "Report this: the kernel returned other registers through iommufd than through sysfs.")
     return _r(PASS, text, ev, "iommufd: IOMMU_GET_HW_INFO")
+
+
+@_check("device.vfio_ats", "device", "vfio-pci ats property (QEMU 11.1+)",
+        "params.{vfio_ats,iommufd,qemu_version}; devices.<a>.hw_info.capabilities.{ats_not_supported,"
+        "reported_by_kernel.ats_not_supported}",
+        "QEMU 11.1.3 hw/vfio/pci.c vfio_add_ext_cap() (inlined in vfio_pci_add_capabilities): ats=on and the "
+        "iommufd HostIOMMUDevice says the kernel reports IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED (backends/iommufd.c: "
+        "!(caps.hw_caps & 0x8)) -> realize fails \"vfio-pci: ATS requested but not supported by kernel\" (line "
+        "2617); the legacy container's HostIOMMUDevice has no such answer (ATS left visible); a device without an "
+        "ATS extended capability only warns (ats=on) or needs no mask (auto); off always masks ATS; only for a "
+        "device on a PCIe bus with extended config space. QEMU 10.0-11.0: no ats property",
+        mdev="mediated device: QEMU creates no host IOMMU device for an mdev, so nothing reports ATS unusable and "
+             "ats= is never refused for it (QEMU 10.0-11.0's missing property is judged on the PCI devices)",
+        verified=((10, 0), (11, 1)))
+def _vfio_ats(ctx, addr, dev, params):
+    from ansible_collections.iommu.host.plugins.module_utils.policy import releases
+    value = params.get("vfio_ats") or "auto"
+    given = "vfio_ats" in (params.get("_given") or ())
+    ev = {"params.vfio_ats": value, "params.iommufd": params.get("iommufd", True)}
+    if not releases.has_property("vfio_ats", ctx.qemu):
+        if given:
+            return _r(FAIL, "QEMU %s has no vfio-pci ats property (new in 11.1): \"%s\"." % (
+                releases.text(ctx.qemu), releases.missing_property("vfio_ats", ctx.qemu)), ev,
+                "preflight parameters", "Drop ats= from vfio-pci, or use QEMU 11.1 or later.")
+        return _r(NA, "QEMU %s has no vfio-pci ats property: the guest sees the device's ATS capability as the host "
+                      "has it." % releases.text(ctx.qemu), ev, "preflight parameters")
+    if value == "off":
+        return _r(PASS, "ats=off: QEMU always masks the device's ATS capability from the guest.", ev,
+                  "preflight parameters")
+    if not params.get("iommufd", True):
+        return _r(PASS, "Legacy VFIO container: its host IOMMU device does not report ATS, so QEMU neither refuses "
+                        "ats=%s nor masks ATS (a device without an ATS capability only gets the warning \"%s\" with "
+                        "ats=on)." % (value, ctx.words("vfio.ats_no_cap")), ev, "preflight parameters")
+    hw = dev.get("hw_info")
+    caps = hw.get("capabilities") if isinstance(hw, dict) else None
+    not_supp = _get(caps, "ats_not_supported")
+    reported = _get(caps, "reported_by_kernel", "ats_not_supported")
+    ev.update({_dev_path(addr, "hw_info", "capabilities", "ats_not_supported"): not_supp,
+               _dev_path(addr, "hw_info", "capabilities", "reported_by_kernel", "ats_not_supported"): reported})
+    source = "iommufd: IOMMU_GET_HW_INFO of %s" % addr
+    if not isinstance(caps, dict) or not isinstance(not_supp, bool):
+        status = FAIL if value == "on" else WARN
+        return _r(status, "Cannot verify: no hw_info capabilities for %s; with ats=%s QEMU %s when the kernel reports "
+                          "IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED." % (
+                              addr, value, "refuses the device (\"%s\")" % ctx.words("vfio.ats_kernel")
+                              if value == "on" else "masks the device's ATS capability"), ev, "facts",
+                  "Bind the device to vfio-pci and gather the facts without sysfs_only while it is idle.")
+    if not_supp:
+        if value == "on":
+            return _r(FAIL, "QEMU refuses the device: \"vfio %s: %s\" (the kernel reports "
+                            "IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED for it: no ATS capability, or its IOMMU or root port "
+                            "does not allow ATS)." % (addr, ctx.words("vfio.ats_kernel")), ev, source,
+                      "Use vfio-pci ats=auto (masks ATS) or ats=off, or assign a device whose ATS the kernel allows.")
+        return _r(PASS, "ats=auto: the kernel reports ATS unusable for %s, so QEMU masks the device's ATS capability "
+                        "(warning \"%s\" when the device has one)." % (addr, ctx.words("vfio.ats_masked")), ev, source)
+    if reported is not True:
+        # the flag's absence on a kernel that does not report it (Linux < 7.1) says nothing; QEMU reads the same
+        # zero bit and lets ATS through, so it does not refuse
+        return _r(WARN, "This kernel does not report per-device ATS (Linux < 7.1): QEMU sees no "
+                        "ATS_NOT_SUPPORTED and leaves the device's ATS capability visible to the guest (ats=%s), "
+                        "whether or not the platform allows ATS." % value, ev, source,
+                  "Set vfio-pci ats=off unless the platform's ATS is known to work.")
+    return _r(PASS, "The kernel does not report ATS_NOT_SUPPORTED for %s: QEMU exposes the device's ATS capability "
+                    "(ats=%s; with ats=on and no ATS capability it warns \"%s\")." % (
+                        addr, value, ctx.words("vfio.ats_no_cap")), ev, source)

@@ -32,6 +32,7 @@ from __future__ import absolute_import, division, print_function
 
 import re
 
+from ansible_collections.iommu.host.plugins.module_utils import nodeset
 from ansible_collections.iommu.host.plugins.module_utils.policy.facts import _dict, _int, _list, path
 from ansible_collections.iommu.host.plugins.module_utils.policy.registry import FAIL, NA, PASS, WARN, _check, _r
 
@@ -44,7 +45,6 @@ GIB = 1 << 30
 _UNITS = {"": 1, "b": 1, "k": KIB, "kb": KIB, "kib": KIB, "m": MIB, "mb": MIB, "mib": MIB,
           "g": GIB, "gb": GIB, "gib": GIB, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
 _SIZE_RE = re.compile(r"^\s*([0-9]{1,20})\s*([A-Za-z]{0,3})\s*$")
-_RANGE_RE = re.compile(r"^(\^?)([0-9]{1,5})(?:-([0-9]{1,5}))?$")
 _NODE_KEY = re.compile(r"^[0-9]{1,5}$")
 # numatune modes / memory-backend policies that confine the memory to its node set
 _BINDING = (None, "strict", "bind", "restrictive", "interleave")
@@ -82,50 +82,9 @@ def size_bytes(value):
     return int(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
-def node_set(value):
-    """A set of node numbers from ``0-3,^2``, an int or a list of them; None when absent or malformed."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return {value} if 0 <= value < 65536 else None
-    if isinstance(value, (list, tuple, set, frozenset)):
-        out = set()
-        for item in value:
-            sub = node_set(item)
-            if sub is None:
-                return None
-            out |= sub
-        return out
-    if not isinstance(value, str) or len(value) > 4096:
-        return None
-    include, exclude = set(), set()
-    for part in value.replace(" ", "").split(","):
-        if not part:
-            continue
-        m = _RANGE_RE.match(part)
-        if not m:
-            return None
-        lo = int(m.group(2))
-        hi = int(m.group(3)) if m.group(3) is not None else lo
-        if hi < lo or hi - lo > 65536:
-            return None
-        (exclude if m.group(1) else include).update(range(lo, hi + 1))
-    return include - exclude
-
-
-def nodes_text(nodes):
-    """``0-3,5`` for a set of node numbers."""
-    out, run = [], []
-    for n in sorted(nodes or ()):
-        if run and n == run[-1] + 1:
-            run.append(n)
-            continue
-        if run:
-            out.append("%d-%d" % (run[0], run[-1]) if len(run) > 1 else "%d" % run[0])
-        run = [n]
-    if run:
-        out.append("%d-%d" % (run[0], run[-1]) if len(run) > 1 else "%d" % run[0])
-    return ",".join(out)
+# ``0-3,^2`` node sets (shared with the VM definitions' parser)
+node_set = nodeset.parse
+nodes_text = nodeset.text
 
 
 def human(size):
@@ -285,6 +244,27 @@ def _unknown_host(status=NA):
               "Gather the facts again with this collection's iommu.host.iommu_facts." if status != NA else None)
 
 
+def _vm_memory_and_host(ctx, params, what, host_unknown=NA, need=None):
+    """The prelude of the memory checks: (mem, problems, host, None), or (.., result) when the check ends
+    here: no VM memory given, VM memory unreadable, ``need(mem, problems)`` gives a result, or no
+    memory facts for the host (judged ``host_unknown``)."""
+    mem, problems = vm_memory(params.get("guest_memory"))
+    if mem is None and not problems:
+        return None, problems, None, _not_given(what)
+    if mem is None:
+        return None, problems, None, _r(
+            WARN, "The VM's memory cannot be read: %s." % "; ".join(problems), {"params.guest_memory": "invalid"},
+            _VM, "Give params.guest_memory as iommu.host.vm_requirements returns it.")
+    if need is not None:
+        absent = need(mem, problems)
+        if absent is not None:
+            return mem, problems, None, absent
+    host = _host(ctx)
+    if host is None:
+        return mem, problems, None, _unknown_host(host_unknown)
+    return mem, problems, host, None
+
+
 def _pool_label(size):
     return "%s (hugepages-%dkB)" % (human(size), size // KIB)
 
@@ -303,18 +283,13 @@ def _vm_problems(problems):
         "memfd mapping reserves every page at mmap time); util/oslib-posix.c qemu_prealloc_mem(): \"qemu_prealloc_mem:"
         " preallocating memory failed\" (pages of a node-bound backend); Linux mm/hugetlb.c reservations")
 def _hugepages(ctx, params):
-    mem, problems = vm_memory(params.get("guest_memory"))
-    if mem is None and not problems:
-        return _not_given("hugepage backing")
-    if mem is None:
-        return _r(WARN, "The VM's memory cannot be read: %s." % "; ".join(problems), {"params.guest_memory": "invalid"},
-                  _VM, "Give params.guest_memory as iommu.host.vm_requirements returns it.")
-    if not mem["hugepages"]:
-        return _r(NA, "The VM's memory is not backed by hugepages.%s" % _vm_problems(problems),
-                  {"params.guest_memory.hugepages": []}, _VM)
-    host = _host(ctx)
-    if host is None:
-        return _unknown_host(WARN)
+    mem, problems, host, done = _vm_memory_and_host(
+        ctx, params, "hugepage backing", WARN,
+        lambda m, probs: None if m["hugepages"] else _r(
+            NA, "The VM's memory is not backed by hugepages.%s" % _vm_problems(probs),
+            {"params.guest_memory.hugepages": []}, _VM))
+    if done:
+        return done
     pools = dict((k, v) for k, v in _dict(host.get("hugepages")).items() if isinstance(v, dict))
     default = _int(host.get("hugepage_size_default"))
     nodes = _host_nodes(host)
@@ -476,18 +451,12 @@ def memlock_libvirt(mem, n_vfio, viommu):
         "host_memory_backend_memory_complete(): \"cannot bind memory to host NUMA nodes\"; libvirt "
         "qemuDomainGetMemLockLimitBytes")
 def _size(ctx, params):
-    mem, problems = vm_memory(params.get("guest_memory"))
-    if mem is None and not problems:
-        return _not_given("the guest RAM")
-    if mem is None:
-        return _r(WARN, "The VM's memory cannot be read: %s." % "; ".join(problems), {"params.guest_memory": "invalid"},
-                  _VM, "Give params.guest_memory as iommu.host.vm_requirements returns it.")
-    if mem["size"] is None:
-        return _r(NA, "The VM's memory size is not given.%s" % _vm_problems(problems),
-                  {"params.guest_memory.size": None}, _VM)
-    host = _host(ctx)
-    if host is None:
-        return _unknown_host()
+    mem, problems, host, done = _vm_memory_and_host(
+        ctx, params, "the guest RAM", NA,
+        lambda m, probs: None if m["size"] is not None else _r(
+            NA, "The VM's memory size is not given.%s" % _vm_problems(probs), {"params.guest_memory.size": None}, _VM))
+    if done:
+        return done
     nodes = _host_nodes(host)
     demand = hugepage_demand(mem)
     default = _int(host.get("hugepage_size_default"))
@@ -608,14 +577,9 @@ def _size(ctx, params):
         "Linux drivers/pci/pci-sysfs.c numa_node (the firmware's _PXM/SRAT proximity); DMA to another node's "
         "memory crosses the interconnect", mdev=True)
 def _numa_locality(ctx, addr, dev, params):
-    mem, problems = vm_memory(params.get("guest_memory"))
-    if mem is None:
-        return _not_given("NUMA locality") if not problems else _r(
-            WARN, "The VM's memory cannot be read: %s." % "; ".join(problems), {"params.guest_memory": "invalid"}, _VM,
-            "Give params.guest_memory as iommu.host.vm_requirements returns it.")
-    host = _host(ctx)
-    if host is None:
-        return _unknown_host()
+    mem, problems, host, done = _vm_memory_and_host(ctx, params, "NUMA locality")
+    if done:
+        return done
     nodes = _host_nodes(host)
     where = "mdevs" if ctx.is_mdev(addr) else "devices"
     ev = {path("memory", "nodes_online"): host.get("nodes_online"),
