@@ -162,7 +162,7 @@ test-bed: venv testbed-deps collection
 	  echo "[test-bed] kernel $$k, root $$r, disks $$d, arm64 kernel $$ka, arm64 root $$ra"; \
 	  export TESTBED_KERNEL=$$k TESTBED_ROOT=$$r TESTBED_DISK_DIR=$$d TESTBED_KERNEL_ARM64=$$ka TESTBED_ROOT_ARM64=$$ra; \
 	  set -x; IOMMU_HOST_BOOTLOADER_PROFILES=$(BOOTLOADER_PROFILES) $(PYTEST) tests/integration -m "$(TESTBED_SELECT)" \
-	    -n $(TESTBED_WORKERS) --dist loadfile --no-loadscope-reorder -p no:cacheprovider
+	    -n $(TESTBED_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 -p no:cacheprovider
 
 test-bed-all:
 	$(MAKE) test-bed BOOTLOADER_PROFILES=disk-grub,disk-sdboot

@@ -76,6 +76,8 @@ def kernel_support(reader, release, config, builtin, nodes):
         "interrupt_remapping": reader.interrupt_remapping(),
         "allow_unsafe_interrupts": _param_bool(reader.module_param("iommufd", "allow_unsafe_interrupts")),
         "vfio_noiommu_mode": _param_bool(reader.module_param("vfio", "enable_unsafe_noiommu_mode")),
+        # QEMU's arm-smmuv3,accel=on (and any -accel kvm VM) needs it (policy viommu.smmuv3.kvm)
+        "kvm": {"available": reader.exists("/dev/kvm"), "source": "/dev/kvm"},
     }
 
 

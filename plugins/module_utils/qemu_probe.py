@@ -28,6 +28,11 @@ import time
 __metaclass__ = type
 
 BASE_ARGS = ("-nodefaults", "-display", "none", "-S", "-qmp", "stdio", "-m", "128M")
+# The Arm virt machine: KVM when the host has it (arm-smmuv3,accel=on refuses to start without it, as the VM
+# would), else TCG (QEMU says "falling back to tcg"); -cpu max is the host CPU under KVM and runs under TCG,
+# where virt's default CPU (cortex-a15) cannot run under KVM on an arm64 host.
+ARM_MACHINE = "virt,accel=kvm:tcg"
+ARM_CPU = ("-cpu", "max")
 MIGRATE_URI = "exec:cat > /dev/null"
 IOMMUFD_ID = "iommufd0"
 
@@ -58,18 +63,24 @@ def _props(values, names, given):
     return out
 
 
-def build_argv(values, pci=(), mdevs=(), machine=None, mdev_root="/sys/bus/mdev/devices"):
+def build_argv(values, pci=(), mdevs=(), machine=None, mdev_root="/sys/bus/mdev/devices", arch=None):
     """QEMU arguments (after the binary) for a VM with the gate's resolved parameters.
 
     ``values``: policy.params.resolve_profiles()[1] (it carries ``_given``, the parameters the user
-    set, and ``viommu``). ``pci``: host PCI addresses; ``mdevs``: mdev UUIDs.
+    set, and ``viommu``). ``pci``: host PCI addresses; ``mdevs``: mdev UUIDs. ``arch``: the binary's
+    target ('aarch64' or 'x86_64'; None: aarch64 for arm-smmuv3, else x86_64), which picks the default
+    machine: ARM_MACHINE with ``-cpu max`` for aarch64, q35 under TCG for x86_64.
     """
     given = set(values.get("_given") or [])
     viommu = values.get("viommu") or "none"
     iommufd = values.get("iommufd", True)
+    cpu = []
     if machine is None:
-        machine = "virt,accel=tcg" if viommu == "arm-smmuv3" else "q35,accel=tcg"
-    argv = ["-machine", machine] + list(BASE_ARGS)
+        if viommu == "arm-smmuv3" or arch == "aarch64":
+            machine, cpu = ARM_MACHINE, list(ARM_CPU)
+        else:
+            machine = "q35,accel=tcg"
+    argv = ["-machine", machine] + cpu + list(BASE_ARGS)
     if iommufd:
         argv += ["-object", "iommufd,id=%s" % IOMMUFD_ID]
     if viommu == "intel-iommu":
@@ -89,6 +100,8 @@ def build_argv(values, pci=(), mdevs=(), machine=None, mdev_root="/sys/bus/mdev/
             p for p in _props(values, _SMMU, given) if not p.startswith("accel=")]
         argv += ["-device", ",".join(["arm-smmuv3", "primary-bus=pcie.0"] + props)]
     vfio = _props(values, _VFIO, given)
+    if "vfio_ats" in given:   # vfio-pci ats (QEMU 11.1+), named vfio_ats beside arm-smmuv3's ats
+        vfio.append("ats=%s" % values.get("vfio_ats"))
     backend = ["iommufd=%s" % IOMMUFD_ID] if iommufd else []
     for addr in pci:
         argv += ["-device", ",".join(["vfio-pci", "host=%s" % addr] + backend + vfio)]
@@ -206,6 +219,15 @@ def release_of(binary, timeout=30.0):
     return m.group(1) if m else None
 
 
+def arch_of(binary, default=None):
+    """'aarch64' / 'x86_64' from a qemu-system-<arch> binary's name; ``default`` for any other name."""
+    name = os.path.basename(binary or "")
+    for arch in ("aarch64", "x86_64"):
+        if name.endswith("-" + arch):
+            return arch
+    return default
+
+
 def find_binary(arch="x86_64", path=None):
     """The host's qemu-system-<arch> from PATH (or ``path``), or None."""
     for d in (path or os.environ.get("PATH", "/usr/bin:/bin")).split(os.pathsep):
@@ -267,4 +289,4 @@ def agreement(verdict, result, migration=True, host=None):
 
 
 __all__ = ["agreement", "build_argv", "probe", "outcome", "parse_messages", "parse_replies", "qmp_script", "release_of",
-           "find_binary", "MIGRATE_URI"]
+           "find_binary", "arch_of", "MIGRATE_URI", "ARM_MACHINE"]

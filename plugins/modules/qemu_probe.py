@@ -92,7 +92,9 @@ options:
   binary:
     description:
       - The QEMU binary. Default C(qemu-system-x86_64) from E(PATH) (C(qemu-system-aarch64) for an
-        C(arm-smmuv3) configuration).
+        C(arm-smmuv3) configuration or on an arm64 host).
+      - A C(qemu-system-aarch64) runs the C(virt) machine with C(accel=kvm:tcg) and C(-cpu max) (KVM when the
+        host has C(/dev/kvm), which C(arm-smmuv3,accel=on) requires), a C(qemu-system-x86_64) C(q35) under TCG.
     type: path
   timeout:
     description: Seconds each QEMU run may take before it is killed (then RV(results[].timed_out) is true).
@@ -232,6 +234,8 @@ agreement:
   sample: {"id": "probe.agreement", "status": "fail", "message": "The prediction and the host's QEMU disagree: ..."}
 """
 
+import platform
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.iommu.host.plugins.module_utils import iommu_facts
@@ -320,15 +324,17 @@ def run(p, check_mode=False, root="/"):
         return _fail("Refusing to probe devices that a process holds open (QEMU would open and reset them): %s"
                      % "; ".join("%s by %s" % (d, ", ".join(h)) for d, h in sorted(busy.items())), in_use=busy)
     binary = p.get("binary")
+    arch = "aarch64" if (any(v.get("viommu") == "arm-smmuv3" for _n, v, _p, _m, _x in configs)
+                         or platform.machine() in ("aarch64", "arm64")) else "x86_64"
     if not binary:
-        arch = "aarch64" if any(v.get("viommu") == "arm-smmuv3" for _n, v, _p, _m, _x in configs) else "x86_64"
         binary = qemu_probe.find_binary(arch)
         if binary is None:
             return _fail("no qemu-system-%s in PATH; give binary" % arch)
+    arch = qemu_probe.arch_of(binary, arch)
     results = []
     version = None
     for name, values, pci, mdevs, problems in configs:
-        argv = qemu_probe.build_argv(values, pci, mdevs)
+        argv = qemu_probe.build_argv(values, pci, mdevs, arch=arch)
         res = {"name": name, "argv": argv, "devices": list(pci) + list(mdevs), "problems": problems,
                "probed": False, "started": None, "migration": None, "blocker": None, "messages": [],
                "errors": [], "warnings": [], "rc": None, "timed_out": False, "seconds": 0.0, "qemu_version": None}

@@ -15,19 +15,32 @@ What is proven here, against the kernel's own view:
 - the SMMUv3 unit has no register files in sysfs, and the facts say where each value came from;
 - MSI isolation by the GICv3 ITS is recognised (ITS-PCI-MSIX chips, the ITS node), iommufd's
   allow_unsafe_interrupts is off and the iommufd bind succeeded;
-- the smmuv3_accel gate fails on this emulated SMMU in the documented ways.
+- the smmuv3_accel gate fails on this emulated SMMU in the documented ways;
+- the oracle (marker ``oracle``): the guest's own qemu-system-aarch64 11.1 (build-root-arm64.sh puts it in the
+  arm64 root as /usr/local/bin/qemu-11.1) is started on the e1000e bound to vfio-pci for each configuration of
+  ORACLE_CONFIGS (no vIOMMU, QEMU's emulated SMMUv3, arm-smmuv3,accel=on; iommufd and the legacy container),
+  and whether it starts, and its words when it refuses, must agree with the gate's verdict on the facts
+  gathered in the same guest.
 """
 import json
 import os
 import re
 import socket
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from guestops import NIC
+from guestops import NIC, bind_vfio
 
+from ansible_collections.iommu.host.plugins.module_utils import qemu_probe
 from ansible_collections.iommu.host.plugins.module_utils.decode import smmuv3
 from ansible_collections.iommu.host.plugins.module_utils.policy import api as policy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "testbed"))
+import oracle  # noqa: E402
+import probe_batch  # noqa: E402
 
 GUEST = "arm64-smmuv3"
 pytestmark = [pytest.mark.testbed(GUEST), pytest.mark.arm64]
@@ -218,6 +231,12 @@ def test_smmuv3_accel_gate_fails_as_documented(arm, facts):
     viommu = prefix + "Failed to set vIOMMU: "
     base = policy.evaluate(facts, ["smmuv3_accel"], [NIC], host=GUEST, params={"qemu_version": "11.1"})
     got = failing(base)
+    # a TCG guest has no /dev/kvm, which arm-smmuv3,accel=on requires before anything else
+    assert facts["kernel"]["kvm"] == {"available": False, "source": "/dev/kvm"}
+    assert got.pop("viommu.smmuv3.kvm") == (
+        "QEMU refuses arm-smmuv3,accel=on without KVM: \"SMMUv3 accel=on requires KVM with kernel-irqchip=on "
+        "support\" (/dev/kvm does not exist on this host; QEMU checks this before it reads the host SMMUv3's ID "
+        "registers).")
     if series == "7.2":
         assert got == {"viommu.smmuv3.nesting": (
             "The host SMMUv3 cannot nest (IDR0 S2P clear): QEMU does not check this itself, and the nesting-parent "
@@ -246,3 +265,141 @@ def test_smmuv3_accel_gate_fails_as_documented(arm, facts):
     # dirty tracking: no HTTU, so no IOMMU dirty tracking for migration
     hw = facts["devices"][NIC]["hw_info"]
     assert hw["capabilities"]["dirty_tracking"] is False and hw["vendor"]["idr0"]["httu"] == 0
+
+
+# ---- the oracle: the guest's own qemu-system-aarch64 against the gate -------------------------------------
+
+RELEASE = "11.1"
+FIRMWARE = "/run/testbed-oracle-fw.bin"     # any file makes -bios load "firmware": the virt machine then does ACPI
+# name, profiles, params, machine options added to build_argv's virt machine, QEMU starts?
+# ",iommu=smmuv3" replaces build_argv's -device arm-smmuv3 (both are QEMU's emulated SMMUv3); "-bios" loads
+# FIRMWARE. build_argv asks for accel=kvm:tcg, as iommu.host.qemu_probe does: TCG here (no /dev/kvm).
+ORACLE_CONFIGS = [
+    ("virt, no vIOMMU, iommufd", ["passthrough"], {}, "", True),
+    ("virt, no vIOMMU, legacy container", ["passthrough"], {"iommufd": False}, "", True),
+    ("virt,iommu=smmuv3 (emulated), iommufd", ["smmuv3_accel"], {"accel": False}, ",iommu=smmuv3", False),
+    ("virt,iommu=smmuv3 (emulated), legacy container", ["smmuv3_accel"], {"accel": False, "iommufd": False},
+     ",iommu=smmuv3", False),
+    ("-device arm-smmuv3,accel=off, iommufd", ["smmuv3_accel"], {"accel": False}, "", False),
+    ("-device arm-smmuv3,accel=off, legacy container", ["smmuv3_accel"], {"accel": False, "iommufd": False}, "",
+     False),
+    ("-device arm-smmuv3,accel=on, iommufd (device tree)", ["smmuv3_accel"], {}, "", False),
+    ("-device arm-smmuv3,accel=on, iommufd, firmware + acpi=on", ["smmuv3_accel"], {}, ",acpi=on -bios", False),
+    ("-device arm-smmuv3,accel=on, legacy container", ["smmuv3_accel"], {"iommufd": False}, "", False),
+    ("-device arm-smmuv3,accel=on,oas=48,ssidsize=8, iommufd", ["smmuv3_accel"], {"oas": 48, "ssidsize": 8}, "",
+     False),
+]
+# what QEMU prints when accel=kvm:tcg finds no KVM (errors on stderr, not warnings), before the real answer
+KVM_FALLBACK = ["Could not access KVM kernel module: No such file or directory",
+                "failed to initialize kvm: No such file or directory", "falling back to tcg"]
+_BDF = re.compile(r"\b[0-9a-f]{2}\.[0-9a-f]{2}\.[0-9a-f]\b")
+
+
+def normalise(text):
+    """Only the device's place in the nested guest varies: its guest address and its SMMU region's devfn-bus."""
+    text = _BDF.sub("BB.DD.F", text)
+    return re.sub(r"smmuv3-iommu-memory-region-\d+-\d+", "smmuv3-iommu-memory-region-DEVFN-BUS", text)
+
+
+def oracle_argv(profiles, params, options):
+    """build_argv's arguments for the arm64 binary (what iommu.host.qemu_probe runs), with ``options``."""
+    values = policy.resolve_profiles(profiles, params)[1]
+    argv = qemu_probe.build_argv(values, [NIC], arch="aarch64")
+    assert argv[:4] == ["-machine", qemu_probe.ARM_MACHINE, "-cpu", "max"], argv
+    extra = []
+    if options.endswith(" -bios"):
+        options, extra = options[:-len(" -bios")], ["-bios", FIRMWARE]
+    if ",iommu=" in options:                    # the machine's own SMMUv3 instead of -device arm-smmuv3
+        i = next(i for i, a in enumerate(argv) if a.startswith("arm-smmuv3,"))
+        del argv[i - 1:i + 1]
+    argv[1] += options
+    return argv + extra
+
+
+def disagreements(verdict, res, qemu_starts):
+    """Where the gate's verdict and QEMU's outcome differ (empty: they agree)."""
+    fails = [f for f in verdict["findings"] if f["status"] == "fail"]
+    refuse = [f for f in fails if f["qemu_effect"] == "refuse"]
+    problems = []
+    if res.get("timed_out"):
+        problems.append("QEMU timed out")
+    if res["started"] != qemu_starts:
+        problems.append("QEMU %s, the test bed expected otherwise" % ("started" if res["started"] else "refused"))
+    if res["started"] and refuse:
+        problems.append("QEMU started; the gate predicts a refusal: %s" % "; ".join(
+            "%s: %s" % (f["id"], f["message"]) for f in refuse))
+    if not res["started"]:
+        if not refuse:
+            problems.append("QEMU refused (%s); the gate predicts it starts" % " | ".join(res["errors"]))
+        elif not res["errors"]:
+            problems.append("QEMU refused without a message")
+        else:
+            # QEMU's refusal is its last error line (11.1 prints "KVM VFIO device isn't created yet" before some)
+            said = normalise(res["errors"][-1])
+            if not any('"%s"' % said in normalise(f["message"]) for f in refuse):
+                problems.append("QEMU's words %r are quoted by no refusal of the gate (%s)" % (
+                    res["errors"][-1], "; ".join("%s: %s" % (f["id"], f["message"]) for f in refuse)))
+    return problems
+
+
+@pytest.fixture(scope="module")
+def oracle_runs(arm, facts):
+    """Every ORACLE_CONFIGS row: (argv, gate verdict, qemu_probe result), probed in one SSH call."""
+    bind_vfio(arm)
+    arm.run("head -c 65536 /dev/zero > %s" % FIRMWARE, timeout=60, check=True)
+    binary = oracle.oracles(arm)[RELEASE].wrapper
+    rows = []
+    for name, profiles, params, machine, _starts in ORACLE_CONFIGS:
+        if "smmuv3_accel" in profiles:
+            params = dict(params, qemu_version=RELEASE)
+        verdict = policy.evaluate(facts, profiles, [NIC], host=GUEST, params=params)
+        rows.append((oracle_argv(profiles, params, machine), verdict))
+    t0 = time.time()
+    results = probe_batch.run_batch(arm, [{"binary": binary, "argv": row[0], "migrate": False} for row in rows])
+    sys.stderr.write("\narm64 oracle: %d probes in %.1fs (%s)\n" % (
+        len(rows), time.time() - t0, ", ".join("%.1fs" % r["seconds"] for r in results)))
+    return dict((cfg[0], (argv, verdict, res)) for cfg, (argv, verdict), res in zip(ORACLE_CONFIGS, rows, results))
+
+
+@pytest.mark.oracle
+def test_root_has_the_arm64_oracle(arm):
+    found = oracle.oracles(arm)
+    assert sorted(found) == [RELEASE], found
+    orc = found[RELEASE]
+    assert orc.version.startswith(RELEASE + ".") and orc.suite == "trixie-backports"
+    assert orc.wrapper == "/usr/local/bin/qemu-%s" % RELEASE
+    res = arm.run([orc.wrapper, "--version"], timeout=60)
+    assert res.rc == 0 and res.stdout.startswith("QEMU emulator version %s (Debian %s)" % (orc.version, orc.debian)), res
+    res = arm.run(["sh", "-c", "od -An -tx1 -j18 -N2 $(readlink -f /usr/bin/qemu-system-aarch64)"], timeout=60)
+    assert res.stdout.split() == ["b7", "00"], res          # an arm64 binary, run natively in the guest
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("config", [c[0] for c in ORACLE_CONFIGS])
+def test_oracle_agrees_with_the_gate(oracle_runs, config):
+    argv, verdict, res = oracle_runs[config]
+    starts = next(c[4] for c in ORACLE_CONFIGS if c[0] == config)
+    said = "QEMU %s: %s" % ("started" if res["started"] else "refused", " | ".join(res["messages"]) or "-")
+    assert res["qemu_version"] and res["qemu_version"].startswith(RELEASE + "."), (res, said)
+    problems = disagreements(verdict, res, starts)
+    assert problems == [], "\n".join(["%s: %s" % (config, " ".join(argv)), said] + problems)
+
+
+@pytest.mark.oracle
+def test_oracle_words(oracle_runs, facts):
+    """QEMU 11.1's exact refusals in this guest: the emulated SMMUv3 refuses VFIO when VFIO registers its
+    notifier (both backends, both ways of asking for it); accel=on stops at the KVM requirement, with or
+    without firmware/ACPI, before any host IDR comparison."""
+    def last(name):
+        return oracle_runs[name][2]["errors"][-1]
+    notifier = ("memory listener initialization failed: Region smmuv3-iommu-memory-region-8-0: device 00.01.0 "
+                "requires iommu MAP notifier which is not currently supported")
+    for name in ("virt,iommu=smmuv3 (emulated), iommufd", "-device arm-smmuv3,accel=off, iommufd"):
+        assert last(name) == "vfio %s: %s" % (NIC, notifier), name
+    for name in ("virt,iommu=smmuv3 (emulated), legacy container", "-device arm-smmuv3,accel=off, legacy container"):
+        # the legacy backend names the device's IOMMU group, as the facts do
+        assert last(name) == "vfio %s: failed to setup container for group %s: %s" % (
+            NIC, facts["devices"][NIC]["iommu_group"], notifier), name
+    for name in [c[0] for c in ORACLE_CONFIGS if "accel=on" in c[0]]:
+        assert oracle_runs[name][2]["errors"] == KVM_FALLBACK + [
+            "SMMUv3 accel=on requires KVM with kernel-irqchip=on support"], name

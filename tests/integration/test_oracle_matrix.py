@@ -141,6 +141,11 @@ CONFIGS = [
     Config("migration: mtty mdev, legacy", "intel", LM, {"iommufd": False}, pci=[], mdevs=[MDEV]),
     Config("migration: e1000e + mtty mdev", "intel", LM, pci=[NIC], mdevs=[MDEV]),
     Config("migration: e1000e behind intel-iommu", "intel", LM + INTEL, CM39),
+    # vfio-pci ats (QEMU 11.1+; 10.0: "Property 'vfio-pci.ats' not found"); the e1000e has no ATS capability and
+    # Linux 7.3.4 reports ATS_NOT_SUPPORTED for it (tests/integration/test_vfio_ats_oracle.py has every row)
+    Config("vfio-pci ats=on", "intel", PT, {"vfio_ats": "on"}),
+    Config("vfio-pci ats=on, legacy", "intel", PT, {"vfio_ats": "on", "iommufd": False}),
+    Config("vfio-pci ats=auto", "intel", PT, {"vfio_ats": "auto"}),
     # devices in use, groups
     Config("device held open by another process (no bind)", "intel", PT, pci=[HELD]),
     Config("device bound by another running QEMU", "intel-sm", PT, pci=[BUSY]),

@@ -14,6 +14,15 @@
 # directory. sshd's host key and config come from the per-guest state share at boot
 # (guest-init.sh, the same as the x86 guests'); /run/sshd is made there too.
 #
+# The oracle QEMU inside the root (the arm64 counterpart of build-root.sh's qemu-11.1):
+# Debian's qemu-system-arm from trixie-backports for arm64 with its Depends closure (no
+# Recommends), resolved and downloaded with a second private apt state
+# ($IOMMU_HOST_CACHE/root-arm64/apt-arm64: APT::Architecture=arm64, sources trixie and
+# trixie-backports, empty dpkg status) into $IOMMU_HOST_CACHE/debs/trixie-arm64, and
+# unpacked like the first stage's packages (no maintainer script). Addressed by its
+# release: /usr/local/bin/qemu-<major.minor> runs /usr/bin/qemu-system-aarch64, listed in
+# /etc/testbed/ORACLES like the x86 root's (tests/testbed/oracle.py, probe_batch.py).
+#
 # The outer QEMU: qemu-system-aarch64 of Debian's qemu-system-arm from
 # trixie-backports (11.1.x), downloaded for amd64 and unpacked with dpkg-deb -x beside
 # the root under outer-qemu/ (not installed); tests/testbed/testbed.py starts it
@@ -129,11 +138,13 @@ debootstrap --foreign --arch="$arch" --variant=minbase --include="$(IFS=,; echo 
 # Unpack every package the first stage downloaded (it unpacked only the essential ones).
 [ -s "$rootfs/debootstrap/debpaths" ] || die "debootstrap left no debootstrap/debpaths"
 n=0
+declare -A unpacked=()
 while read -r _pkg path; do
   deb=$rootfs$path
   [ -s "$deb" ] || die "missing $deb"
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$rootfs" --keep-directory-symlink -f - ||
     die "cannot unpack $deb"
+  unpacked[$(basename "$deb")]=1
   n=$((n + 1))
 done < "$rootfs/debootstrap/debpaths"
 log "unpacked $n packages"
@@ -183,6 +194,64 @@ exec /bin/sh
 EOF
 chmod 755 "$rootfs/usr/local/sbin/testbed-init"
 
+# ---- the oracle QEMU in the root (arm64, unpacked with its Depends closure) ----
+up=${qemu_version#*:}; up=${up%%[-+~]*}; rel=${up%.*}
+aptarm=$base/apt-arm64
+debs=$cache/debs/$suite-$arch
+mkdir -p "$aptarm/lists/partial" "$aptarm/cache" "$debs/partial"
+: > "$aptarm/status"
+cat > "$aptarm/sources.list" <<EOF
+deb [signed-by=$keyring] $mirror $suite main
+deb [signed-by=$keyring] $mirror $suite-backports main
+EOF
+arm_opts=(-o "Dir::Etc::SourceList=$aptarm/sources.list" -o Dir::Etc::SourceParts=/dev/null
+          -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
+          -o "Dir::State::Lists=$aptarm/lists" -o "Dir::State::status=$aptarm/status"
+          -o "Dir::Cache=$aptarm/cache" -o "Dir::Cache::archives=$debs"
+          -o "APT::Architecture=$arch" -o "APT::Architectures=$arch" -o APT::Sandbox::User=root
+          -o APT::Install-Recommends=false -o APT::Install-Suggests=false)
+log "resolving the oracle $qemu_pkg $qemu_version for $arch and its Depends (private apt state in $aptarm)"
+apt-get "${arm_opts[@]}" -q update 2>&1 | progress || die "apt-get update ($arch) failed (log: $buildlog)"
+# what apt installs on an empty system: the Depends closure, "package version arch" per line
+closure=$(apt-get "${arm_opts[@]}" -s -t "$suite-backports" install "$qemu_pkg=$qemu_version" 2>>"$buildlog" |
+          awk '/^Inst / && match($0, /\[[a-z0-9]+\]\)/) { print $2, substr($3, 2), substr($0, RSTART + 1, RLENGTH - 3) }') ||
+  die "apt cannot resolve $qemu_pkg=$qemu_version for $arch (log: $buildlog)"
+[ -n "$closure" ] || die "apt resolved nothing for $qemu_pkg=$qemu_version ($arch) (log: $buildlog)"
+log "downloading $(wc -l <<<"$closure") packages for $arch into $debs (kept there)"
+apt-get "${arm_opts[@]}" -q -y --download-only -t "$suite-backports" install "$qemu_pkg=$qemu_version" 2>&1 |
+  progress || die "apt-get --download-only $qemu_pkg=$qemu_version ($arch) failed (log: $buildlog)"
+q=0
+while read -r pkg ver parch; do
+  file=${pkg}_${ver//:/%3a}_${parch}.deb
+  [ -s "$debs/$file" ] || die "apt did not download $file (log: $buildlog)"
+  [ -n "${unpacked[$file]:-}" ] && continue       # the first stage unpacked it already
+  dpkg-deb --fsys-tarfile "$debs/$file" | tar -x -C "$rootfs" --keep-directory-symlink -f - ||
+    die "cannot unpack $debs/$file"
+  unpacked[$file]=1
+  q=$((q + 1))
+done <<<"$closure"
+log "unpacked $q more packages for the oracle QEMU ($(wc -l <<<"$closure") in its closure)"
+oracle_bin=$rootfs/usr/bin/qemu-system-aarch64
+[ -x "$oracle_bin" ] || die "no /usr/bin/qemu-system-aarch64 in the root after unpacking $qemu_pkg"
+[ "$(od -An -tx1 -j18 -N2 "$oracle_bin" | tr -d ' ')" = b700 ] || die "qemu-system-aarch64 is not an arm64 ELF"
+# every shared library it needs is in the root (it cannot be run here: no binfmt)
+if command -v readelf >/dev/null; then
+  for lib in $(readelf -d "$oracle_bin" | awk '/NEEDED/ { gsub(/\[|\]/, "", $NF); print $NF }'); do
+    [ -e "$rootfs/usr/lib/aarch64-linux-gnu/$lib" ] || [ -e "$rootfs/usr/lib/$lib" ] ||
+      die "qemu-system-aarch64 needs $lib, which is not in the root"
+  done
+fi
+rm -rf "${rootfs:?}/usr/share/doc" "${rootfs:?}/usr/share/man" "${rootfs:?}/usr/share/lintian"
+cat > "$rootfs/usr/local/bin/qemu-$rel" <<EOF
+#!/bin/sh
+# QEMU $qemu_version (Debian $suite-backports, $arch), unpacked in this root by build-root-arm64.sh.
+exec /usr/bin/qemu-system-aarch64 "\$@"
+EOF
+chmod 755 "$rootfs/usr/local/bin/qemu-$rel"
+printf '# release upstream debian-version wrapper suite\n%s %s %s /usr/local/bin/qemu-%s %s-backports\n' \
+  "$rel" "$up" "$qemu_version" "$rel" "$suite" > "$rootfs/etc/testbed/ORACLES"
+cp "$rootfs/etc/testbed/ORACLES" "$tmp/ORACLES"
+
 # ---- the outer QEMU (amd64, not installed) -------------------------------------
 log "downloading $qemu_pkg $qemu_version (amd64) for the outer QEMU"
 mkdir -p "$tmp/dl"
@@ -196,7 +265,7 @@ printf 'qemu-system-aarch64 %s %s %s-backports outer-qemu/usr/bin/qemu-system-aa
   "$up" "$qemu_version" "$suite" > "$tmp/QEMU"
 
 size=$(du -sm "$rootfs" | cut -f1)
-echo "suite=$suite arch=$arch key=$key built in $(( $(date +%s) - start ))s on host Debian $host, ${size} MB, $n packages" \
+echo "suite=$suite arch=$arch key=$key built in $(( $(date +%s) - start ))s on host Debian $host, ${size} MB, $n packages + $q for the oracle QEMU $up" \
   > "$tmp/BUILDINFO"
 cp "$tmp/BUILDINFO" "$rootfs/etc/testbed/BUILDINFO"
 rm -rf "$out"

@@ -14,7 +14,8 @@ SHARED = ("0000:02:01.0", "0000:02:02.0")   # two e1000 behind a PCIe-to-PCI bri
 VFIO = "0000:00:09.0"                       # the e1000e the -vfio captures bound to vfio-pci
 
 
-ARM64_TREES = ["arm64-debian-6.12"]           # tests/unit/test_arm64.py (another kernel, no iommufd selftest)
+ARM64_TREES = ["arm64-debian-6.12",           # tests/unit/test_arm64.py (another kernel, no iommufd selftest)
+               "arm64-smmuv3", "arm64-smmuv3-vfio"]   # the 7.3 arm64 guest: tests/unit/test_fixtures_arm64.py
 
 
 def test_every_profile_was_captured():

@@ -25,6 +25,7 @@ from ansible_collections.iommu.host.plugins.module_utils.decode import api as D
 from ansible_collections.iommu.host.plugins.module_utils import iommu_facts
 from ansible_collections.iommu.host.plugins.module_utils.policy import api as P
 from ansible_collections.iommu.host.plugins.module_utils.policy import custom as policy_custom
+from ansible_collections.iommu.host.plugins.module_utils.policy import releases as R
 from ansible_collections.iommu.host.plugins.module_utils.policy.engine import _RANK
 from ansible_collections.iommu.host.plugins.module_utils.policy.facts import _dev_path
 from tests.support import synthetic
@@ -676,8 +677,15 @@ def test_smmu_config(facts):
     assert status(facts, "viommu.smmuv3.config", None, profiles=SMMU)[0] == P.PASS
     cases = [
         ({"stage": "nested"}, "\"Only stage1 is supported for SMMUv3 with accel=on\""),
-        ({"oas": 52}, "\"OAS can only be set to 44 or 48 bits\""),
-        ({"ssidsize": 21}, "\"ssidsize must be in the range 0 to 20\""),
+        # QEMU 11.0 (master ece408818d): integer properties checked by smmu_validate_property
+        ({"oas": 52, "qemu_version": "11.0"}, "\"OAS can only be set to 44 or 48 bits\""),
+        ({"ssidsize": 21, "qemu_version": "11.0"}, "\"ssidsize must be in the range 0 to 20\""),
+        ({"ril": "auto", "qemu_version": "11.0"}, "ril=auto does not exist in QEMU 11.0.0"),
+        # QEMU 11.1.3: OasMode 32..56 parse, smmu_validate_property keeps auto/44/48 (hw/arm/smmuv3.c:1993)
+        ({"oas": 52}, "\"QEMU SMMUv3 model only implements auto, 44 bit, or 48 bit OAS. Other OasMode values are "
+                      "not supported.\""),
+        ({"oas": 50}, "oas=50 is not an OasMode value of QEMU 11.1.0"),
+        ({"ssidsize": 21}, "ssidsize=21 is not a SsidSizeMode value of QEMU 11.1.0"),
         ({"iommufd": False}, "\"vfio-pci endpoint devices without an iommufd backend not allowed when using "
                              "arm-smmuv3,accel=on\""),
         ({"qemu_version": "10.2.0"}, "accel=on does not exist in QEMU 10.2.0"),
@@ -712,7 +720,8 @@ IDR_CASES = [
     ("viommu.smmuv3.sidsize", {"idr1": 8 | (20 << 6)}, {}, "Host SMMUv3 SIDSIZE not compatible (host=8, QEMU=16)"),
     ("viommu.smmuv3.ssidsize", {"idr1": 16}, {"ssidsize": 20},
      "Host SMMUv3 SSIDSIZE not compatible (host=0, QEMU=20)"),
-    ("viommu.smmuv3.ril", {"idr3": 0}, {}, "Host SMMUv3 doesn't support Range Invalidation"),
+    # QEMU 11.0 defaults to ril=on; 11.1 to auto (test_smmu_auto_properties)
+    ("viommu.smmuv3.ril", {"idr3": 0}, {"qemu_version": "11.0"}, "Host SMMUv3 doesn't support Range Invalidation"),
     ("viommu.smmuv3.oas", {"idr5": SMMU_IDR["idr5"] & ~7 | 4}, {"oas": 48},
      "Host SMMUv3 supports only 44-bit IPA, but the vSMMU OAS implies 48-bit IPA"),
     ("viommu.smmuv3.gran4k", {"idr5": SMMU_IDR["idr5"] & ~(1 << 4)}, {}, "Host SMMUv3 doesn't support 4K translation granule"),
@@ -763,18 +772,56 @@ def test_smmu_nesting(facts):
 
 
 def test_smmu_ats(facts):
+    v11 = {"qemu_version": "11.0"}   # master ece408818d: ats is a bool, off by default, never compared by QEMU
+    on11 = dict(v11, ats=True)
     f = smmu_host(copy.deepcopy(facts), caps=0x0)
-    assert status(f, "viommu.smmuv3.ats", profiles=SMMU)[0] == P.NA
-    s, m = status2(f, "viommu.smmuv3.ats", profiles=SMMU, params={"ats": True})
+    assert status(f, "viommu.smmuv3.ats", profiles=SMMU, params=v11)[0] == P.NA
+    s, m = status2(f, "viommu.smmuv3.ats", profiles=SMMU, params=on11)
     assert s == P.PASS
     f = smmu_host(copy.deepcopy(facts), caps=0x8)
-    s, m = status2(f, "viommu.smmuv3.ats", profiles=SMMU, params={"ats": True})
+    s, m = status2(f, "viommu.smmuv3.ats", profiles=SMMU, params=on11)
     assert s == P.FAIL and "\"Please ensure host platform has ATS support before enabling this\"" in m
     f = smmu_host(copy.deepcopy(facts), idr0=SMMU_IDR["idr0"] & ~(1 << 10))
-    assert "IDR0.ATS clear" in status(f, "viommu.smmuv3.ats", profiles=SMMU, params={"ats": True})[1]
+    assert "IDR0.ATS clear" in status(f, "viommu.smmuv3.ats", profiles=SMMU, params=on11)[1]
     f = smmu_host(copy.deepcopy(facts), caps=0x0)
     f["devices"][DEV]["hw_info"]["capabilities"]["reported_by_kernel"]["ats_not_supported"] = False
-    assert status(f, "viommu.smmuv3.ats", profiles=SMMU, params={"ats": True})[0] == P.WARN
+    assert status(f, "viommu.smmuv3.ats", profiles=SMMU, params=on11)[0] == P.WARN
+
+
+def test_smmu_ats_11_1(facts):
+    """QEMU 11.1.3: ats is OnOffAuto (auto); smmuv3_accel_check_hw_compatible compares IDR0.ATS
+    (hw/arm/smmuv3-accel.c:151, __LINE__ in Debian's binary) after auto copied the host's bit."""
+    no_ats = smmu_host(copy.deepcopy(facts), idr0=SMMU_IDR["idr0"] & ~(1 << 10))
+    s, m = status2(no_ats, "viommu.smmuv3.ats", profiles=SMMU)               # auto: mirrors the host (0)
+    assert s == P.PASS and "ats=auto" in m and "IDR0.ATS=0" in m
+    s, m = status2(no_ats, "viommu.smmuv3.ats", profiles=SMMU, params={"ats": "on"})
+    assert s == P.FAIL and m == ("QEMU refuses the device: \"vfio %s: Failed to set vIOMMU: Host SMMUv3 doesn't "
+                                 "support Address Translation Services\"." % DEV)
+    assert status(no_ats, "viommu.smmuv3.ats", profiles=SMMU, params={"ats": "off"})[0] == P.NA
+    with_ats = smmu_host(copy.deepcopy(facts), idr0=SMMU_IDR["idr0"] | (1 << 10), caps=0x0)
+    assert status(with_ats, "viommu.smmuv3.ats", profiles=SMMU)[0] == P.PASS
+
+
+def test_smmu_auto_properties(facts):
+    """QEMU 11.1.3 smmuv3_accel_auto_finalise(): ril, oas, ssidsize (and ats) left at auto take the host
+    SMMUv3's IDR3.RIL, IDR5.OAS, IDR1.SSIDSIZE, so those comparisons cannot fail; explicit values are compared
+    as in 11.0 (hw/arm/smmuv3-accel.c:126 SSIDSIZE, :136 RIL, :142 OAS)."""
+    f = smmu_host(copy.deepcopy(facts), idr3=0, idr1=16 | (0 << 6), idr5=SMMU_IDR["idr5"] & ~7 | 3)  # 42-bit OAS
+    for check_id in ("viommu.smmuv3.ril", "viommu.smmuv3.ssidsize", "viommu.smmuv3.oas"):
+        s, m = status2(f, check_id, profiles=SMMU)
+        assert s == P.PASS and "auto: the host value of %s" % DEV in m, (check_id, m)
+    cases = [("viommu.smmuv3.ril", {"ril": "on"}, "Host SMMUv3 doesn't support Range Invalidation"),
+             ("viommu.smmuv3.ssidsize", {"ssidsize": 4}, "Host SMMUv3 SSIDSIZE not compatible (host=0, QEMU=4)"),
+             ("viommu.smmuv3.oas", {"oas": 44},
+              "Host SMMUv3 supports only 42-bit IPA, but the vSMMU OAS implies 44-bit IPA")]
+    for check_id, params, wording in cases:
+        s, m = status2(f, check_id, profiles=SMMU, params=params)
+        assert s == P.FAIL and "\"vfio %s: Failed to set vIOMMU: %s\"" % (DEV, wording) in m, (check_id, m)
+    # the same host under QEMU 11.0's defaults (ril on, oas 44) is refused
+    assert status(f, "viommu.smmuv3.ril", profiles=SMMU, params={"qemu_version": "11.0"})[0] == P.FAIL
+    assert status(f, "viommu.smmuv3.oas", profiles=SMMU, params={"qemu_version": "11.0"})[0] == P.FAIL
+    assert status(f, "viommu.smmuv3.config", None, profiles=SMMU)[0] == P.PASS
+    assert "cold-plugged VFIO device" in status2(f, "viommu.smmuv3.config", None, profiles=SMMU)[1]
 
 
 # ---------------------------------------------------------------------------
@@ -906,7 +953,9 @@ def test_profiles_and_params(facts):
     assert values["aw_bits"] == 39 and values["x_flts"] is True and values["caching_mode"] is True
     assert values["x_device_dirty_page_tracking"] is False and values["viommu"] == "intel-iommu"
     assert given == {"aw_bits": 39, "x_flts": True, "caching_mode": True, "x_device_dirty_page_tracking": False}
-    assert values["fs1gp"] is True and values["oas"] == 44   # QEMU defaults
+    assert values["fs1gp"] is True and values["oas"] is None   # QEMU defaults (oas: the release's, below)
+    assert [R.smmuv3_value("oas", values["oas"], v) for v in ((11, 1, 3), (11, 0, 0))] == ["auto", 44]
+    assert values["vfio_ats"] == "auto"
     for profiles, params, text in (
             (["nope"], None, "unknown profile"),
             (["passthrough"], {"aw_bits": 39}, "not used by the selected profiles"),
@@ -1097,3 +1146,55 @@ def test_arbitrary_input_never_raises(junk):
     r = P.evaluate(junk, PROFILE_NAMES, ["all_vfio", DEV], params={"x_flts": True, "x_scalable_mode": True})
     assert r["status"] == P.FAIL or r["findings"]
     no_internal_errors(r)
+
+
+# ---------------------------------------------------------------------------
+# vfio-pci ats (QEMU 11.1+)
+
+
+def test_vfio_ats(facts):
+    """QEMU 11.1.3 hw/vfio/pci.c (vfio_add_ext_cap inlined in vfio_pci_add_capabilities; the iommufd
+    HostIOMMUDevice answers !(hw_caps & IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED), backends/iommufd.c): ats=on is refused
+    at line 2617 when the kernel reports ATS unusable; auto masks; off always masks; the legacy container has no
+    answer. The test bed confirms it with the e1000e (tests/integration/test_oracle_testbed.py)."""
+    cid = "device.vfio_ats"
+    f = set_vtd(copy.deepcopy(facts), VTD_CAP_FULL, VTD_ECAP_FULL, caps=0x8)      # Linux 7.3.4 reports the bit
+    s, m, x = status(f, cid, params={"vfio_ats": "on"})
+    assert s == P.FAIL and m.startswith("QEMU refuses the device: \"vfio %s: vfio-pci: ATS requested but not "
+                                        "supported by kernel\"" % DEV), m
+    assert x["qemu_effect"] == "refuse" and "ats=auto" in x["remedy"]
+    s, m = status2(f, cid)                                                          # default auto
+    assert s == P.PASS and "masks the device's ATS capability" in m
+    assert status(f, cid, params={"vfio_ats": "off"})[0] == P.PASS
+    assert status(f, cid, params={"vfio_ats": "on", "iommufd": False})[0] == P.PASS   # legacy: no answer
+    ok = set_vtd(copy.deepcopy(facts), VTD_CAP_FULL, VTD_ECAP_FULL, caps=0x0)
+    assert status(ok, cid, params={"vfio_ats": "on"})[0] == P.PASS
+    old = copy.deepcopy(ok)
+    old["devices"][DEV]["hw_info"] = hw(1, 0x0, 0, release="6.12", cap_reg=VTD_CAP_FULL, ecap_reg=VTD_ECAP_FULL,
+                                        flags=1)
+    assert status(old, cid, params={"vfio_ats": "on"})[0] == P.WARN   # the bit is not reported before Linux 7.1
+    # QEMU 10.0-11.0 have no vfio-pci ats: QEMU's own refusal when it is set, nothing otherwise
+    s, m = status2(f, cid, params={"vfio_ats": "auto", "qemu_version": "10.0"})
+    assert s == P.FAIL and "\"Property 'vfio-pci.ats' not found\"" in m
+    assert status(f, cid, params={"qemu_version": "11.0"})[0] == P.NA
+    nohw = copy.deepcopy(f)
+    nohw["devices"][DEV]["hw_info"] = None
+    assert status(nohw, cid, params={"vfio_ats": "on"})[0] == P.FAIL
+    assert status(nohw, cid)[0] == P.WARN
+
+
+def test_smmu_accel_off_property_refusals(facts):
+    """smmu_validate_property() with accel off refuses the accel-only properties before any VFIO device: QEMU 11.1.3
+    hw/arm/smmuv3.c:2001 (ril), :2005 (ats), :2009 (oas), :2013 (ssidsize), __LINE__ in Debian's binary."""
+    for params, words in (({"ril": "off"}, "ril can only be disabled if accel=on"),
+                          ({"ats": "on"}, "ats can only be enabled if accel=on"),
+                          ({"oas": 48}, "oas must be 44 bits when accel=off"),
+                          ({"ssidsize": 8}, "ssidsize can only be greater than 0 bits if accel=on"),
+                          ({"oas": 48, "qemu_version": "11.0"}, "OAS must be 44 bits when accel=off"),
+                          ({"ssidsize": 8, "qemu_version": "11.0"}, "ssidsize can only be set if accel=on")):
+        s, m = status2(facts, "viommu.smmuv3.config", None, profiles=SMMU, params=dict(params, accel=False))
+        assert s == P.FAIL and "\"%s\"" % words in m, (params, m)
+    # auto and the defaults are what accel off accepts: the emulated SMMUv3's refusal of VFIO devices remains
+    for params in ({}, {"ril": "auto", "ats": "auto", "oas": "auto", "ssidsize": "auto"}, {"oas": 44, "ssidsize": 0}):
+        s, m = status2(facts, "viommu.smmuv3.config", None, profiles=SMMU, params=dict(params, accel=False))
+        assert s == P.FAIL and "requires iommu MAP notifier" in m, (params, m)

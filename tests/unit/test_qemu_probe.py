@@ -12,6 +12,7 @@ see whether QEMU ran at all. The host is a synthetic sysfs tree (tests/support/s
 
 import json
 import stat
+import sys
 
 import pytest
 
@@ -280,3 +281,50 @@ def test_release_of(fake, tmp_path):
     stuck.write_text("#!/bin/sh\nexec sleep 60\n")
     stuck.chmod(0o755)
     assert Q.release_of(str(stuck), timeout=0.5) is None
+
+
+# ---------------------------------------------------------------------------
+# qemu-system-aarch64: the virt machine (the arm64 test bed's oracle runs these argv)
+
+
+def test_build_argv_arm_machine():
+    smmu = {"viommu": "arm-smmuv3", "accel": True, "_given": []}
+    argv = Q.build_argv(smmu, ["0000:00:09.0"])
+    assert argv[:4] == ["-machine", "virt,accel=kvm:tcg", "-cpu", "max"]
+    assert "arm-smmuv3,primary-bus=pcie.0,accel=on" in argv and "vfio-pci,host=0000:00:09.0,iommufd=iommufd0" in argv
+    off = Q.build_argv(dict(smmu, accel=False, iommufd=False), ["0000:00:09.0"])
+    assert "arm-smmuv3,primary-bus=pcie.0,accel=off" in off and "vfio-pci,host=0000:00:09.0" in off
+    assert Q.build_argv({"viommu": "none"}, ["0000:00:09.0"], arch="aarch64")[:4] == argv[:4]
+    assert Q.build_argv({"viommu": "none"}, ["0000:00:09.0"])[:2] == ["-machine", "q35,accel=tcg"]
+    # an explicit machine is taken as it is, without -cpu
+    assert Q.build_argv(smmu, [], machine="virt,accel=tcg")[:3] == ["-machine", "virt,accel=tcg", "-nodefaults"]
+
+
+@pytest.mark.parametrize("binary,arch", [
+    ("/usr/bin/qemu-system-aarch64", "aarch64"), ("qemu-system-x86_64", "x86_64"),
+    ("/usr/local/bin/qemu-11.1", None), ("", None), (None, None)])
+def test_arch_of(binary, arch):
+    assert Q.arch_of(binary) == arch
+    assert Q.arch_of(binary, "x86_64") == (arch or "x86_64")
+
+
+def test_module_on_an_arm64_host(host, tmp_path, monkeypatch):
+    """On an arm64 host the module runs the host's qemu-system-aarch64 with the virt machine, also without a vSMMU."""
+    root, addrs = host
+    path = tmp_path / "bin" / "qemu-system-aarch64"
+    path.parent.mkdir()
+    path.write_text(FAKE_QEMU)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    log = tmp_path / "runs.log"
+    monkeypatch.setenv("FAKE_QEMU_LOG", str(log))
+    (path.parent / "python3").symlink_to(sys.executable)          # the fake's interpreter, and nothing else
+    monkeypatch.setenv("PATH", str(path.parent))
+    monkeypatch.setattr(M.platform, "machine", lambda: "aarch64")
+    out = M.run(args(devices=[addrs[0]], migrate=False), root=root)
+    assert out["binary"] == str(path)
+    (res,) = out["results"]
+    assert res["argv"][:4] == ["-machine", "virt,accel=kvm:tcg", "-cpu", "max"] and res["started"] is True
+    assert runs(log)[0] == res["argv"]
+    monkeypatch.setattr(M.platform, "machine", lambda: "x86_64")
+    out = M.run(args(devices=[addrs[0]], migrate=False), root=root)
+    assert out["failed"] and "no qemu-system-x86_64 in PATH" in out["msg"]

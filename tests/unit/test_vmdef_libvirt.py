@@ -471,3 +471,17 @@ def test_fuzz_any_text_as_xml(data):
         requirements("<" + data, source="libvirt")
     except VMDefinitionError:
         pass
+
+
+def test_vfio_ats_from_commandline_global():
+    """libvirt has no hostdev attribute for vfio-pci's ats (QEMU 11.1+); a -global in <qemu:commandline> reaches
+    the hostdevs and becomes the gate parameter vfio_ats (ats itself is arm-smmuv3's)."""
+    ns = " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
+    xml = domain(HOSTDEV, attrs=ns, extra="").replace(
+        "</domain>", "<qemu:commandline><qemu:arg value='-global'/><qemu:arg value='vfio-pci.ats=off'/>"
+        "</qemu:commandline></domain>")
+    r = requirements(xml)
+    if PARAMS and "vfio_ats" in PARAMS:
+        assert r["params"]["vfio_ats"] is False and "ats" not in r["params"], r["params"]
+    else:
+        assert any("vfio-pci property ats" in p for p in r["problems"]), r["problems"]

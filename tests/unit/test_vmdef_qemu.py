@@ -599,3 +599,21 @@ def test_fuzz_mutated_fixture(cut, insert):
             json.dumps(requirements(data, source="qemu"))
         except VMDefinitionError:
             pass
+
+
+@pytest.mark.parametrize("syntax", ["classic", "json"])
+@pytest.mark.parametrize("raw, value", [("on", True), ("off", False), ("auto", "auto")])
+def test_vfio_ats_property(syntax, raw, value):
+    """vfio-pci's ats (QEMU 11.1+) is the gate parameter vfio_ats (ats is arm-smmuv3's); the gate takes it as
+    on/off/auto whatever the spelling."""
+    arg = "vfio-pci,host=01:00.0,ats=%s" % raw if syntax == "classic" else json.dumps(
+        {"driver": "vfio-pci", "host": "0000:01:00.0", "ats": raw})
+    r = req("-device", arg)
+    if PARAMS is None or "vfio_ats" not in PARAMS:
+        pytest.skip("no gate parameters to map to")
+    assert "ats" not in r["params"]
+    got = r["params"]["vfio_ats"]
+    assert got in (value, raw), r["params"]
+    from ansible_collections.iommu.host.plugins.module_utils.policy import params as policy_params
+    names, values, given, problems = policy_params.resolve_profiles(["passthrough"], {"vfio_ats": got})
+    assert problems == [] and values["vfio_ats"] == raw, (problems, values["vfio_ats"])

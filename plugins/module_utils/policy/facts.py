@@ -121,7 +121,8 @@ def vendor_view(ctx, addr):
     unit = _dict(ctx.units.get(unit_name)) if isinstance(unit_name, str) else {}
     if unit:
         decoded = unit.get("decoded") if isinstance(unit.get("decoded"), dict) else None
-        return {"kind": unit.get("vendor"), "decoded": decoded, "basis": "sysfs", "unit": unit_name,
+        kind = unit.get("vendor") if isinstance(unit.get("vendor"), str) else None   # junk facts: no vendor
+        return {"kind": kind, "decoded": decoded, "basis": "sysfs", "unit": unit_name,
                 "path": path("units", unit_name, "decoded"),
                 "source": "sysfs: registers of IOMMU unit %s (%s)" % (
                     unit_name, unit.get("source") or unit.get("sysfs") or "/sys/class/iommu/%s" % unit_name)}

@@ -49,6 +49,12 @@ PARAMS = {
         "qemu": "vfio-pci enable-migration (auto)",
         "doc": "auto: a device that cannot migrate gets a migration blocker; on: it is refused when the VM "
                "starts, and missing dirty tracking is only a warning; off: every device blocks migration."},
+    "vfio_ats": {
+        "type": "str", "default": "auto", "choices": ["auto", "on", "off"],
+        "qemu": "vfio-pci ats (11.1+) (auto)",
+        "doc": "vfio-pci's ats property (QEMU 11.1+; QEMU 10.0-11.0 have none and refuse it): whether the guest sees "
+               "the device's ATS extended capability. auto masks it when the kernel reports ATS unusable "
+               "(iommufd hw_info ATS_NOT_SUPPORTED); on refuses the device then; off always masks it."},
     "x_device_dirty_page_tracking": {
         "type": "bool", "default": True, "qemu": "vfio-pci x-device-dirty-page-tracking (on)",
         "doc": "Device (DMA logging) dirty tracking allowed. With a vIOMMU, QEMU 11.0+ only migrates "
@@ -85,13 +91,19 @@ PARAMS = {
                      "VFIO devices."},
     "stage": {"type": "str", "default": "1", "choices": ["1", "2", "nested"],
               "qemu": "arm-smmuv3 stage (1)", "doc": "Translation stage of the vSMMU."},
-    "ril": {"type": "bool", "default": True, "qemu": "arm-smmuv3 ril (on)",
-            "doc": "Range invalidation advertised to the guest."},
-    "ats": {"type": "bool", "default": False, "qemu": "arm-smmuv3 ats (off)",
-            "doc": "ATS advertised to the guest; QEMU does not verify host support."},
-    "oas": {"type": "int", "default": 44, "qemu": "arm-smmuv3 oas (44)", "doc": "Output address size, 44 or 48."},
-    "ssidsize": {"type": "int", "default": 0, "qemu": "arm-smmuv3 ssidsize (0)",
-                 "doc": "Substream ID (PASID) bits of the vSMMU, 0..20."},
+    # arm-smmuv3 accel properties: bool/uint in QEMU 11.0 (ril on, ats off, oas 44, ssidsize 0); OnOffAuto /
+    # OasMode / SsidSizeMode defaulting to auto in QEMU 11.1 (`-device arm-smmuv3,help` of 11.1.3). None = the
+    # release's default (releases.smmuv3_default).
+    "ril": {"type": "onoffauto", "default": None, "qemu": "arm-smmuv3 ril (11.1: auto; 11.0: on)",
+            "doc": "Range invalidation advertised to the guest. auto (QEMU 11.1+): the host SMMUv3's IDR3.RIL."},
+    "ats": {"type": "onoffauto", "default": None, "qemu": "arm-smmuv3 ats (11.1: auto; 11.0: off)",
+            "doc": "ATS advertised to the guest. auto (QEMU 11.1+): the host SMMUv3's IDR0.ATS; on: QEMU compares "
+                   "it with IDR0.ATS (11.1) and does not verify the platform's ATS otherwise."},
+    "oas": {"type": "intauto", "default": None, "qemu": "arm-smmuv3 oas (11.1: auto; 11.0: 44)",
+            "doc": "Output address size, 44 or 48; auto (QEMU 11.1+): the host SMMUv3's IDR5.OAS."},
+    "ssidsize": {"type": "intauto", "default": None, "qemu": "arm-smmuv3 ssidsize (11.1: auto; 11.0: 0)",
+                 "doc": "Substream ID (PASID) bits of the vSMMU, 0..20; auto (QEMU 11.1+): the host SMMUv3's "
+                        "IDR1.SSIDSIZE."},
     "dma_remap": {"type": "bool", "default": False, "qemu": "amd-iommu dma-remap (off)",
                   "doc": "DMA remapping of the AMD vIOMMU; required for VFIO since QEMU 10.2."},
     "pci_id": {"type": "str", "default": "", "qemu": "amd-iommu pci-id (unset)",
@@ -118,7 +130,7 @@ PARAMS = {
 _BASE = ("host.iommu_firmware", "host.iommu_enabled", "host.iommu_not_disabled", "host.default_domain",
          "host.iommufd", "host.vfio_cdev", "host.interrupt_remapping",
          "device.vfio_driver", "device.not_in_use", "device.group_viable", "device.hw_info",
-         "host.acs_override", "device.acs_path")
+         "host.acs_override", "device.acs_path", "device.vfio_ats")
 
 _SMMU_IDR_CHECKS = ("viommu.smmuv3.stlevel", "viommu.smmuv3.ttendian", "viommu.smmuv3.ttf",
                     "viommu.smmuv3.sidsize", "viommu.smmuv3.ssidsize", "viommu.smmuv3.ril",
@@ -151,9 +163,10 @@ PROFILES = {
                    "dma_translation", "snoop_control"),
     },
     "smmuv3_accel": {
-        "description": "passthrough + QEMU arm-smmuv3,accel=on: the ten host IDR comparisons of "
-                       "smmuv3_accel_check_hw_compatible, nesting and ATS.",
-        "checks": _BASE + ("viommu.smmuv3.config", "viommu.smmuv3.hw_info_type") + _SMMU_IDR_CHECKS
+        "description": "passthrough + QEMU arm-smmuv3,accel=on: KVM on the host, the ten host IDR comparisons "
+                       "of smmuv3_accel_check_hw_compatible, nesting and ATS (accel off: QEMU's refusal of VFIO "
+                       "devices behind the emulated SMMUv3).",
+        "checks": _BASE + ("viommu.smmuv3.config", "viommu.smmuv3.kvm", "viommu.smmuv3.hw_info_type") + _SMMU_IDR_CHECKS
         + ("viommu.smmuv3.nesting", "viommu.smmuv3.ats"),
         "params": ("iommufd", "qemu_version", "accel", "stage", "ril", "ats", "oas", "ssidsize"),
     },
@@ -184,6 +197,12 @@ PROFILES = {
     },
 }
 
+# every profile runs the _BASE checks, so every profile takes their parameters
+_BASE_PARAMS = ("qemu_version", "vfio_ats")
+for _profile in PROFILES.values():
+    _profile["params"] = tuple(_profile["params"]) + tuple(p for p in _BASE_PARAMS if p not in _profile["params"])
+del _profile
+
 _VIOMMU_OF_PROFILE = (("intel_viommu", "intel-iommu"), ("smmuv3_accel", "arm-smmuv3"),
                       ("amd_viommu", "amd-iommu"), ("virtio_viommu", "virtio-iommu"))
 
@@ -203,6 +222,16 @@ def _version_text(v):
     return releases.text(v)
 
 
+def _coerce_bool(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    return None
+
+
 def _coerce(name, value):
     """(value, error) for a parameter value, coerced to its declared type."""
     spec = PARAMS[name]
@@ -215,6 +244,24 @@ def _coerce(name, value):
         if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
             return value.strip().lower() in _TRUE, None
         return None, "%s must be a boolean (on/off, true/false), not %s" % (name, _text(value))
+    if kind == "onoffauto":
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto", None
+        if value is None:
+            return None, None
+        coerced = _coerce_bool(value)
+        if coerced is None:
+            return None, "%s must be on, off or auto, not %s" % (name, _text(value))
+        return coerced, None
+    if kind == "intauto":
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto", None
+        if value is None:
+            return None, None
+        number = _int(value)
+        if number is None:
+            return None, "%s must be an integer or auto, not %s" % (name, _text(value))
+        return number, None
     if kind == "int":
         number = _int(value)
         if number is None:
@@ -233,6 +280,8 @@ def _coerce(name, value):
         return str(value), None
     if value is None:
         value = ""
+    if isinstance(value, bool) and spec.get("choices") and "on" in spec["choices"]:
+        value = "on" if value else "off"   # an OnOffAuto property given as a boolean (a VM definition's on/off)
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         return None, "%s must be a string, not %s" % (name, _text(value))
     value = str(value).strip()

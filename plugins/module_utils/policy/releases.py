@@ -117,6 +117,8 @@ PROPERTIES = {
     "ats": ("arm-smmuv3", "ats", (11, 0), None),
     "oas": ("arm-smmuv3", "oas", (11, 0), None),
     "ssidsize": ("arm-smmuv3", "ssidsize", (11, 0), None),
+    # vfio-pci (hw/vfio/pci.c): ats is new in 11.1 (`-device vfio-pci,help` of 11.1.3; absent from 10.0.13)
+    "vfio_ats": ("vfio-pci", "ats", (11, 1), None),
 }
 
 # Spellings of one setting across releases: the canonical (newest) name -> older spellings.
@@ -124,6 +126,25 @@ SPELLINGS = {
     "scalable_mode": ("x_scalable_mode",),
     "fsts": ("x_flts",),
 }
+
+
+# arm-smmuv3 accel properties whose default is auto (OnOffAuto / OasMode / SsidSizeMode) from this series on;
+# before it: bool / uint8 with the defaults of SMMUV3_DEFAULTS (QEMU 11.0, master ece408818d).
+SMMUV3_AUTO = (11, 1)
+SMMUV3_DEFAULTS = {"ril": True, "ats": False, "oas": 44, "ssidsize": 0}
+
+
+def smmuv3_auto(version):
+    """True when ``version``'s arm-smmuv3 ril/ats/oas/ssidsize take (and default to) auto."""
+    return rules_series(version) >= SMMUV3_AUTO
+
+
+def smmuv3_value(param, value, version):
+    """The arm-smmuv3 property ``param`` as ``version`` takes it: the given value, else the release's default
+    ('auto' from 11.1 on, SMMUV3_DEFAULTS before)."""
+    if value is None:
+        return "auto" if smmuv3_auto(version) else SMMUV3_DEFAULTS[param]
+    return value
 
 
 def has_property(param, version):
@@ -189,6 +210,41 @@ _MESSAGES = {
     "migration.no_stop_copy": [
         ((10, 0), "%s: Migration couldn't be initialized for VFIO device, err: -95 (Operation not supported)"),
         ((11, 1), "%s: VFIO migration init failed: VFIO_MIGRATION_STOP_COPY is not supported")],
+    # arm-smmuv3 (qemu-system-aarch64 only: checked against tests/fixtures/qemu-strings/qemu-system-aarch64-*).
+    # VFIO behind the emulated SMMUv3 (accel off): smmuv3_notify_flag_changed() refuses the MAP notifier, VFIO
+    # reports it from its memory listener, prefixed with the container's group on the legacy backend
+    # ("vfio <addr>: [failed to setup container for group <g>: ]memory listener initialization failed:
+    # Region smmuv3-iommu-memory-region-<devfn>-<bus>: device <bus>.<slot>.<fn> requires ...").
+    "smmuv3.map_notifier": [((10, 0), "device %02x.%02x.%x requires iommu MAP notifier which is not currently "
+                                      "supported")],
+    "smmuv3.listener_failed": [((10, 0), "memory listener initialization failed: ")],
+    "smmuv3.listener_region": [((10, 0), "Region %s: ")],
+    "smmuv3.container_failed": [((10, 0), "failed to setup container for group %d: ")],
+    # accel=on: the virt machine's pre-plug check (hw/arm/virt.c, 5ec2700dcb) comes before every other
+    # accel=on check, the host IDR comparisons included; under TCG it is all QEMU 11.1 says (test bed)
+    "smmuv3.accel_kvm": [((11, 0), "SMMUv3 accel=on requires KVM with kernel-irqchip=on support")],
+    # smmu_validate_property() with accel off (11.1.3: hw/arm/smmuv3.c:2001-2018, __LINE__ of the binary)
+    "smmuv3.ril_accel_off": [((11, 0), "ril can only be disabled if accel=on")],
+    "smmuv3.ats_accel_off": [((11, 0), "ats can only be enabled if accel=on")],
+    "smmuv3.oas_accel_off": [((11, 0), "OAS must be 44 bits when accel=off"),
+                             ((11, 1), "oas must be 44 bits when accel=off")],
+    "smmuv3.ssidsize_accel_off": [((11, 0), "ssidsize can only be set if accel=on"),
+                                  ((11, 1), "ssidsize can only be greater than 0 bits if accel=on")],
+    # oas/ssidsize out of range: 11.0 checks the integers; 11.1 has enums (OasMode 32..56 and auto, of which
+    # smmu_validate_property accepts auto, 44 and 48: hw/arm/smmuv3.c:1993; SsidSizeMode 0..20 and auto)
+    "smmuv3.oas_values": [((11, 0), "OAS can only be set to 44 or 48 bits"),
+                          ((11, 1), "QEMU SMMUv3 model only implements auto, 44 bit, or 48 bit OAS. Other OasMode "
+                                    "values are not supported.")],
+    "smmuv3.ssidsize_values": [((11, 0), "ssidsize must be in the range 0 to 20"), ((11, 1), None)],
+    # hw/arm/smmuv3-accel.c machine-init-done notifier (11.1.3): auto is resolved from the first cold-plugged
+    # VFIO device's host SMMUv3; none, and QEMU exits
+    "smmuv3.auto_cold_plug": [((11, 1), "arm-smmuv3 accel=on with 'auto' properties requires at least one "
+                                        "cold-plugged VFIO device")],
+    # vfio-pci ats (11.1.3 hw/vfio/pci.c vfio_add_ext_cap, inlined in vfio_pci_add_capabilities): realize
+    # fails (line 2617) / warnings (warn_report, no line)
+    "vfio.ats_kernel": [((11, 1), "vfio-pci: ATS requested but not supported by kernel")],
+    "vfio.ats_no_cap": [((11, 1), "vfio-pci: ats=on requested, but host device has no ATS extended capability")],
+    "vfio.ats_masked": [((11, 1), "vfio-pci: host kernel reports ATS unsupported; ATS capability will be masked")],
 }
 
 

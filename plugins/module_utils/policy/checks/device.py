@@ -99,9 +99,9 @@ def _device_not_in_use(ctx, addr, dev, params):
         # container's group open gives EBUSY
         qemu = ("vfio %s: error bind device fd=N to iommufd=M: Invalid argument" % addr if params.get("iommufd", True)
                 else "vfio %s: Could not open '/dev/vfio/%s': Device or resource busy" % (addr, dev.get("iommu_group")))
+        holders = bound if isinstance(bound, list) and bound else users
         return _r(FAIL, "In use by %s: a VM or process holds its VFIO device node; QEMU cannot bind it "
-                        "(\"%s\")." % (", ".join(str(u) for u in (bound if isinstance(bound, list) and bound
-                                                              else users)), qemu),
+                        "(\"%s\")." % (", ".join(str(u) for u in holders), qemu),
                   ev, source, "Stop the VM or process using it (or assign another device), then run the "
                               "preflight again.")
     return _r(PASS, "No process holds its VFIO device or group node.", ev, source)
