@@ -4,6 +4,8 @@ meminfo/cpulist/distance, and each PCI device's numa_node - shaped as Linux 7.3 
 (mm/hugetlb_sysfs.c, drivers/base/node.c, fs/proc/meminfo.c, drivers/pci/pci-sysfs.c)."""
 import os
 
+from ansible_collections.iommu.host.plugins.module_utils import nodeset
+
 GIB_KB = 1 << 20
 
 
@@ -62,8 +64,8 @@ def build(root, total_kb=16 * GIB_KB, available_kb=12 * GIB_KB, free_kb=None, po
                             ("nr_overcommit_hugepages", (overcommit_pages or {}).get(size, 0))):
             _write(os.path.join(base, name), "%d\n" % value)
     ids = sorted(nodes)
-    _write(os.path.join(root, "sys/devices/system/node/online"), _ranges(ids) + "\n")
-    _write(os.path.join(root, "sys/devices/system/node/possible"), _ranges(ids) + "\n")
+    _write(os.path.join(root, "sys/devices/system/node/online"), nodeset.text(ids) + "\n")
+    _write(os.path.join(root, "sys/devices/system/node/possible"), nodeset.text(ids) + "\n")
     for n in ids:
         spec = nodes[n]
         base = os.path.join(root, "sys/devices/system/node/node%d" % n)
@@ -81,17 +83,3 @@ def build(root, total_kb=16 * GIB_KB, available_kb=12 * GIB_KB, free_kb=None, po
     for addr in (os.listdir(devices) if os.path.isdir(devices) else []):
         target = os.path.realpath(os.path.join(devices, addr))
         _write(os.path.join(target, "numa_node"), "%s\n" % (numa or {}).get(addr, "-1"))
-
-
-def _ranges(ids):
-    out, run = [], []
-    for n in sorted(ids):
-        if run and n == run[-1] + 1:
-            run.append(n)
-            continue
-        if run:
-            out.append("%d-%d" % (run[0], run[-1]) if len(run) > 1 else "%d" % run[0])
-        run = [n]
-    if run:
-        out.append("%d-%d" % (run[0], run[-1]) if len(run) > 1 else "%d" % run[0])
-    return ",".join(out)
